@@ -1,5 +1,179 @@
-"""The `creditflow` command line (placeholder until the ingest flow lands)."""
+"""The ``creditflow`` command line.
+
+Every command that works on a workdir takes ``--workdir DIR`` (default
+``./creditflow-work``), ``--landing DIR`` (default ``WORKDIR/landing``) and
+``--config FILE``; ``--json`` prints one JSON document on stdout and nothing else
+(logs go to stderr). Exit codes: 0 success, 1 the run finished with problems (for
+ingest: a rejected or failed file; the summary says which), 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from creditflow.core.config import DEFAULT_WORKDIR, ConfigError, Settings, load_settings
+
+
+def _embedded_defaults(settings: Settings) -> None:
+    """Point Prefect and MLflow at local stores under the workdir unless the user
+    configured real servers (environment variables win). Must run before Prefect is imported."""
+    work = settings.workdir.resolve()
+    if "PREFECT_API_URL" not in os.environ:
+        os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(work / "state" / "results"))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", type=Path, default=None,
+                   help=f"lake, published tables, MLflow store and run state (default ./{DEFAULT_WORKDIR})")
+    p.add_argument("--landing", type=Path, default=None, help="landing root (default WORKDIR/landing)")
+    p.add_argument("--config", type=Path, default=None, help="creditflow.yaml (default ./creditflow.yaml if present)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="creditflow",
+        description="Batch pipeline for B2B customer credit management.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write a deterministic demo world of landing files",
+                       description="Write a demo world in the contract's landing formats into OUT_DIR.")
+    g.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    g.add_argument("--customers", type=int, default=500, help="number of customers (default 500)")
+    g.add_argument("--months", type=int, default=36, help="months of history (default 36)")
+    g.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    g.add_argument("--bad-rows", type=float, default=0.0,
+                   help="share of rows made invalid, plus a few bad files when > 0 (default 0)")
+    g.add_argument("--json", action="store_true", help="print the generation summary as JSON")
+
+    i = sub.add_parser("ingest", help="ingest new landing files into the lake",
+                       description="Ingest new landing files: typed bronze Parquet, quarantine, GX validation.")
+    _common(i)
+
+    d = sub.add_parser("demo", help="generate a demo world and run the whole chain on it",
+                       description="Generate a demo world into WORKDIR/landing (once) and run the chain.")
+    _common(d)
+    d.add_argument("--customers", type=int, default=500)
+    d.add_argument("--months", type=int, default=36)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--bad-rows", type=float, default=0.01)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, workdir=args.workdir, landing=args.landing)
+
+
+def _emit(summary: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(human)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from creditflow.demo.generator import generate
+
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = generate(args.out_dir, customers=args.customers, months=args.months, seed=args.seed,
+                       bad_rows=args.bad_rows, progress=progress)
+    d = summary.to_dict()
+    _emit(d, args.json, f"wrote demo world to {args.out_dir}")
+    return 0
+
+
+def _run_ingest(settings: Settings, as_json: bool) -> tuple[int, dict[str, Any]]:
+    _embedded_defaults(settings)
+    from creditflow.flows.ingest import ingest_flow
+
+    state = ingest_flow(workdir=str(settings.workdir), landing=str(settings.landing_root), return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise summary
+    return (0 if state.is_completed() else 1), summary
+
+
+def format_ingest(summary: dict[str, Any]) -> str:
+    t = summary["totals"]
+    lines = [
+        f"ingest {summary['run_id'][:8]}: {t['files_new']} new file(s), {t['files_skipped']} already ingested, "
+        f"{t['files_rejected']} rejected",
+        f"  rows read {t['rows_read']:,} = accepted {t['rows_accepted']:,} + quarantined {t['rows_quarantined']:,}",
+    ]
+    for code, n in t["reason_counts"].items():
+        lines.append(f"    {code:<24} {n:>8,}")
+    for w in summary["warnings"]:
+        lines.append(f"  warning: {w}")
+    for p in summary["problems"]:
+        lines.append(f"  PROBLEM: {p}")
+    if summary.get("data_docs"):
+        lines.append(f"  data docs: {summary['data_docs']}")
+    lines.append(f"  {summary['seconds']} s")
+    return "\n".join(lines)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    code, summary = _run_ingest(settings, args.json)
+    _emit(summary, args.json, format_ingest(summary))
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    landing = settings.landing_root
+    generated = None
+    if not landing.exists() or not any(landing.iterdir()):
+        from creditflow.demo.generator import generate
+
+        progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        generated = generate(landing, customers=args.customers, months=args.months, seed=args.seed,
+                             bad_rows=args.bad_rows, progress=progress).to_dict()
+        if not args.json:
+            print(f"generated a demo world of {args.customers} customers x {args.months} months in {landing}")
+    elif not args.json:
+        print(f"using the existing landing folder {landing}")
+    code, ingest = _run_ingest(settings, args.json)
+    summary = {"command": "demo", "generated": generated, "ingest": ingest}
+    human = format_ingest(ingest) + (
+        "\n\nThe demo injects bad rows and bad files on purpose: they are in quarantine, and the run"
+        " reports them as problems for the operator.\n"
+        f"  quarantine: {settings.workdir / 'lake' / 'quarantine'}\n"
+        f"  bronze:     {settings.workdir / 'lake' / 'bronze'}"
+    )
+    _emit(summary, args.json, human)
+    # Injected bad files are expected in the demo: success means every good file landed.
+    return 0 if ingest["totals"]["rows_accepted"] > 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("creditflow: not wired yet")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"generate": _cmd_generate, "ingest": _cmd_ingest, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as e:
+        print(f"creditflow: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"creditflow {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -374,9 +374,8 @@ def write_bad_files(
 
     # no bytes at all
     add(f"ledger/ledger_{month(1)}_empty.csv", "ledger", "FILE_EMPTY", b"")
-    # a header and no data rows
-    header = ",".join(schema.CUSTOMERS.names) + "\n"
-    add(f"customers/customers_{snapshot_date}_header_only.csv", "customers", "FILE_EMPTY", header.encode())
+    # only blank lines: no header (a header with no rows is a valid, empty export)
+    add(f"customers/customers_{snapshot_date}_blank.csv", "customers", "FILE_EMPTY", b"\n\r\n  \n")
     # a partial re-export without the amount column (its rows repeat good ones)
     partial = ledger_sample.head(25).drop("amount")
     add(f"ledger/ledger_{month(2)}_partial.csv", "ledger", "FILE_MISSING_COLUMN", partial.write_csv().encode())
@@ -386,9 +385,9 @@ def write_bad_files(
         rows.append(b"91440300MA5F" + f"{i:05d}".encode() + b"X,2022-03-0" + str(i + 1).encode()
                     + b",LAWSUIT,\xff\x80\xfe\x80 legacy export")
     add(f"bureau_events/events_{month(3)}_legacy.csv", "bureau_events", "FILE_UNDECODABLE", b"\n".join(rows) + b"\n")
-    # binary junk with a .csv name; 0xFF makes it undecodable in both encodings
+    # binary junk with a .csv name (a scanned image exported by mistake): NUL bytes say binary
     junk = bytes(rng.integers(0, 256, 4096, dtype=np.uint8))
-    add(f"ledger/ledger_{month(4)}_scan.csv", "ledger", "FILE_UNDECODABLE", b"\x00\xff\xfe\x80" + junk)
+    add(f"ledger/ledger_{month(4)}_scan.csv", "ledger", "FILE_NOT_CSV", b"\x00\xff\xfe\x80" + junk)
     # a truncated Parquet file: magic bytes, no footer
     add(f"bureau/bureau_{month(5)}_truncated.parquet", "bureau", "FILE_NOT_CSV",
         b"PAR1" + bytes(rng.integers(0, 256, 512, dtype=np.uint8)))

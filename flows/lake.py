@@ -1,0 +1,173 @@
+"""The lake on disk: atomic writes, the ingest manifest, readers of committed data.
+
+Layout under ``WORKDIR/lake`` (see ``core/paths.py``)::
+
+    bronze/<family>/<sha256>.parquet      accepted rows of one landing file (typed, with lineage)
+    quarantine/<family>/<sha256>.parquet  its rejected rows, or the one record of a whole-file reject
+    manifest/<sha256>.json                written LAST: its presence means the file is ingested
+
+A file is identified by the sha256 of its bytes. Because the manifest record is
+written after the data files, a crash mid-file leaves no record; the next run
+ingests that file again and overwrites the half-written outputs of the same name,
+so nothing is counted twice. Readers only ever see files that have a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from creditflow.core.paths import Paths
+
+STATUS_ACCEPTED = "accepted"
+"""Every row accepted."""
+STATUS_PARTIAL = "accepted_with_quarantine"
+"""Some rows quarantined, the rest accepted."""
+STATUS_REJECTED = "rejected"
+"""Nothing accepted: unreadable file or failed critical validation."""
+
+_CHUNK = 8 * 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (constant memory)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_parquet_atomic(df: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Write Parquet under a temporary name, then rename: readers never see half a file."""
+    tmp = _atomic_target(path)
+    try:
+        if isinstance(df, pl.LazyFrame):
+            df.sink_parquet(tmp)
+        else:
+            df.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class FileRecord:
+    """The manifest record of one ingested landing file."""
+
+    family: str
+    source_file: str
+    file_sha256: str
+    size_bytes: int
+    status: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    reason_counts: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+    validation: dict[str, Any] | None = None
+    file_date: str | None = None
+    ingested_at: str | None = None
+    run_id: str | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows_read != self.rows_accepted + self.rows_quarantined:
+            raise ValueError(
+                f"{self.source_file}: rows read ({self.rows_read}) != accepted ({self.rows_accepted})"
+                f" + quarantined ({self.rows_quarantined}); refusing to record a file that lost rows"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Manifest:
+    """The set of ingested files, read from ``lake/manifest/*.json``."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.records: dict[str, FileRecord] = {}
+        if paths.manifest.is_dir():
+            for p in sorted(paths.manifest.glob("*.json")):
+                rec = FileRecord(**json.loads(p.read_text(encoding="utf-8")))
+                self.records[rec.file_sha256] = rec
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self.records
+
+    def commit(self, record: FileRecord) -> None:
+        """Record a file as ingested: the last write of a file's ingest."""
+        write_json_atomic(record.to_dict(), self.paths.manifest / f"{record.file_sha256}.json")
+        self.records[record.file_sha256] = record
+
+    def bronze_files(self, family: str) -> list[Path]:
+        """Committed bronze Parquet files of a family, in ingest order (source file name)."""
+        recs = sorted(
+            (r for r in self.records.values() if r.family == family and r.rows_accepted > 0),
+            key=lambda r: (r.source_file, r.file_sha256),
+        )
+        return [bronze_path(self.paths, family, r.file_sha256) for r in recs]
+
+    def quarantine_files(self) -> list[Path]:
+        recs = sorted(self.records.values(), key=lambda r: (r.family, r.source_file, r.file_sha256))
+        return [
+            quarantine_path(self.paths, r.family, r.file_sha256) for r in recs if r.rows_quarantined or r.status == STATUS_REJECTED
+        ]
+
+
+def bronze_path(paths: Paths, family: str, sha: str) -> Path:
+    return paths.bronze(family) / f"{sha}.parquet"
+
+
+def quarantine_path(paths: Paths, family: str, sha: str) -> Path:
+    return paths.quarantine / family / f"{sha}.parquet"
+
+
+def scan_bronze(paths: Paths, family: str, columns: Iterable[str] | None = None) -> pl.LazyFrame | None:
+    """Lazily scan the committed bronze rows of a family (None when there are none).
+
+    Files are scanned with ``missing_columns="insert"``-like behaviour by selecting
+    only contract columns, so an extra column kept in one file does not break the union.
+    """
+    files = Manifest(paths).bronze_files(family)
+    return scan_files(files, columns)
+
+
+def scan_files(files: list[Path], columns: Iterable[str] | None = None) -> pl.LazyFrame | None:
+    if not files:
+        return None
+    cols = list(columns) if columns is not None else None
+    frames = []
+    for f in files:
+        lf = pl.scan_parquet(f)
+        frames.append(lf.select(cols) if cols is not None else lf)
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
+def scan_quarantine(paths: Paths) -> pl.LazyFrame | None:
+    return scan_files(Manifest(paths).quarantine_files())
