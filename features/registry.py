@@ -93,35 +93,35 @@ _LEDGER: tuple[Feature, ...] = (
         "High use of the credit limit",
     ),
     _num(
-        "aging_current",
+        "aging_current_share",
         "ledger",
         -1,
         "Share of the exposure that is not yet due (0..1).",
         "Little of the balance is still within terms",
     ),
     _num(
-        "aging_1_30",
+        "aging_1_30_share",
         "ledger",
         1,
         "Share of the exposure 1-30 days past due (0..1).",
         "Part of the balance 1-30 days past due",
     ),
     _num(
-        "aging_31_90",
+        "aging_31_90_share",
         "ledger",
         1,
         "Share of the exposure 31-90 days past due (0..1).",
         "Part of the balance 31-90 days past due",
     ),
     _num(
-        "aging_91_180",
+        "aging_91_180_share",
         "ledger",
         1,
         "Share of the exposure 91-180 days past due (0..1).",
         "Part of the balance 91-180 days past due",
     ),
     _num(
-        "aging_over_180",
+        "aging_over_180_share",
         "ledger",
         1,
         "Share of the exposure more than 180 days past due (0..1).",
@@ -410,6 +410,13 @@ PANEL_CONTEXT_COLUMNS: dict[str, str] = {
     "exposure": "Money (base currency): used by the limit policy and for utilization; as a model "
     "feature it would mostly measure size, which utilization, dso_days and "
     "avg_monthly_sales_12m already cover.",
+    "aging_current": "Money (base currency): outstanding not yet due; the model sees it as "
+    "aging_current_share. Collections buckets are built from the aging amounts.",
+    "aging_1_30": "Money: outstanding 1-30 days past due (model: aging_1_30_share).",
+    "aging_31_90": "Money: outstanding 31-90 days past due (model: aging_31_90_share).",
+    "aging_91_180": "Money: outstanding 91-180 days past due (model: aging_91_180_share).",
+    "aging_over_180": "Money: outstanding over 180 days past due (model: aging_over_180_share).",
+    "unapplied_credit": "Money: cash on account not yet applied to an invoice (audit).",
     "credit_limit": "Money (limit currency): policy input; enters the model only through utilization.",
     "currency": "Currency of the credit limit: bookkeeping, not a risk driver.",
     "equity": "Money: total assets - total liabilities, kept as Decimal(18, 2) for the policy's "

@@ -92,6 +92,7 @@ def ingest_file(
     ingested_at: str,
     run_id: str,
     docs_dir: str | None,
+    base_currency: str,
 ) -> dict[str, Any]:
     """Ingest one landing file end to end and commit its manifest record.
 
@@ -130,8 +131,9 @@ def ingest_file(
                  ingested_at=ingested_ts)
     accepted, quarantined = split_routed(parsed, table, **route)
     validation, message = None, None
-    if accepted.height and docs_dir is not None:
-        outcome = GxValidator.shared(Path(docs_dir)).validate(accepted, table, batch_name=rel)
+    if accepted.height:
+        validator = GxValidator.shared(Path(docs_dir) if docs_dir else None, base_currency=base_currency)
+        outcome = validator.validate(accepted, table, batch_name=rel)
         validation = outcome.to_dict()
         if not outcome.success_critical:
             # The rules and the suite disagree: keep nothing of this file, lose nothing either.
@@ -219,7 +221,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
                 continue
             seen_this_run.add(sha)
             rec = ingest_file(str(f), family, sha, str(landing), str(paths.workdir), ingested_at, run_id,
-                              str(docs_dir) if docs_dir else None)
+                              str(docs_dir) if docs_dir else None, settings.base_currency)
             records.append(rec)
             logger.info(
                 "[%d/%d] %s %s: read %d, accepted %d, quarantined %d (%s)",
@@ -228,7 +230,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
             )
     docs_index = None
     if docs_dir is not None and records:
-        docs_index = str(GxValidator.shared(docs_dir).build_docs())
+        docs_index = str(GxValidator.shared(docs_dir, base_currency=settings.base_currency).build_docs())
 
     summary = _summary(settings, run_id, ingested_at, records, skipped, docs_index, time.perf_counter() - t0)
     write_json_atomic(summary, paths.runs / f"ingest-{ingested_at[:19].replace(':', '')}-{run_id[:8]}.json")

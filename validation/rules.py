@@ -551,7 +551,26 @@ def apply_cross_file_rules(
         )
     )
     prior_has_source = SOURCE_FILE in prior.collect_schema().names()
-    prior_ids = prior.select(pl.col("entry_id").cast(pl.String)).collect().to_series()
+    # Only prior rows this file mentions matter (its entry_ids and applies_to): one
+    # streaming semi-join over the history, so the rest costs what the file costs.
+    mentioned = pl.concat(
+        [
+            parsed.select(pl.col("entry_id").cast(pl.String)),
+            parsed.select(pl.col("applies_to").cast(pl.String).alias("entry_id")),
+        ]
+    ).drop_nulls().unique()
+    prior = (
+        prior.select(
+            pl.col("entry_id").cast(pl.String),
+            pl.col("customer_id").cast(pl.String),
+            pl.col("entry_type").cast(pl.String),
+            *([pl.col(SOURCE_FILE).cast(pl.String)] if prior_has_source else []),
+        )
+        .join(mentioned.lazy(), on="entry_id", how="semi")
+        .collect()
+        .lazy()
+    )
+    prior_ids = prior.select("entry_id").collect().to_series()
     known = customers.select(pl.col("customer_id").cast(pl.String)).unique().collect().to_series()
 
     lookups = (

@@ -20,11 +20,11 @@ from creditflow.features.registry import (
 
 LEDGER_NAMES = (
     "utilization",
-    "aging_current",
-    "aging_1_30",
-    "aging_31_90",
-    "aging_91_180",
-    "aging_over_180",
+    "aging_current_share",
+    "aging_1_30_share",
+    "aging_31_90_share",
+    "aging_91_180_share",
+    "aging_over_180_share",
     "dpd_max",
     "dpd_weighted",
     "invoices_past_30_12m",
