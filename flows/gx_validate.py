@@ -144,7 +144,6 @@ class GxValidator:
         self._source = self._ctx.data_sources.add_pandas("creditflow")
         self._batch_defs: dict[str, Any] = {}
         self._suites: dict[str, gx.ExpectationSuite] = {}
-        self._results: list[ValidationResultIdentifier] = []
 
     @classmethod
     def shared(cls, data_docs_dir: Path | str | None, *, base_currency: str | None = None) -> GxValidator:
@@ -288,7 +287,6 @@ class GxValidator:
                 suite_validation_result_identifier=key,
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
             )
-            self._results.append(key)
 
     # -------------------------------------------------------------------- Data Docs
 

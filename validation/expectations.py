@@ -15,9 +15,10 @@ Data Docs:
 
 GX never sees Polars: ``gx_frame`` hands it a pandas frame whose dtypes are fixed per
 column kind (``GX_PANDAS_TYPE``). Money (``Decimal(18, 2)``) and rates become float64
-there, only for GX's range checks: a decimal with at most 8 fraction digits and fewer than
-15 significant digits keeps its sign and its order against the integer bounds of the
-contract (0, 100, 365, 1000) after the conversion, so the range verdicts are exact.
+there, only for GX's range checks; the verdicts stay exact because the contract's bounds
+are integers of at most 1000 (exact in float64) and float64 rounding moves a value by less
+than 1e-15 of itself, far less than the 0.01 (money) or 1e-8 (rates) a value must differ
+from a bound by.
 Formats (dates, decimals, ISO codes) are not re-checked with regexes: the Polars row rules
 parsed every value already, and regex expectations cost seconds per million rows.
 
