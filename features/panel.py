@@ -1,0 +1,189 @@
+"""The observation panel: one row per observation (customer x month-end as-of date)
+with every feature of a versioned feature set and the ``default_12m`` label.
+
+Assembles the point-in-time pieces (all of them use only data dated on or before
+the as-of date; see ``features.ledger``, ``features.customers``, ``features.bureau``,
+``features.labels``) into the table models learn from and scoring reads:
+
+    keys        customer_id, as_of_date
+    features    the feature set (``features.registry``), in model column order
+    context     money and bookkeeping columns the policy needs (exposure, aging
+                amounts, credit limit and its currency, fx rate, equity) that are
+                deliberately not model features (``PANEL_CONTEXT_COLUMNS``)
+    label       default_12m (Int8; null while its 12-month window is not observed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from creditflow.core.schema import FX_RATES
+from creditflow.features.bureau import bureau_features, event_features
+from creditflow.features.customers import customer_master_asof
+from creditflow.features.labels import LABEL, default_dates, labels, month_ends, observations
+from creditflow.features.ledger import AGING_COLUMNS, cash_application, ledger_features
+from creditflow.features.registry import FEATURE_SET_VERSION, feature_names
+
+AS_OF_DATE = "as_of_date"
+FX_TO_BASE = "fx_to_base"
+"""Base-currency units per unit of the credit limit's currency at the as-of date."""
+
+SALES_MONEY = "avg_monthly_sales_12m_money"
+"""avg_monthly_sales_12m as Decimal(18, 2) for the limit policy (the model feature is its float)."""
+
+CONTEXT_COLUMNS: tuple[str, ...] = (
+    "exposure",
+    *AGING_COLUMNS,
+    "unapplied_credit",
+    "credit_limit",
+    "currency",
+    FX_TO_BASE,
+    "equity",
+    "registration_id",
+    "master_backfilled",
+)
+"""Panel columns that are not model features: money and bookkeeping the policy needs."""
+
+
+@dataclass(frozen=True)
+class PanelResult:
+    """The panel and what else the chain needs from the same pass over the data."""
+
+    panel: pl.DataFrame
+    default_dates: pl.DataFrame
+    """customer_id, default_date, default_reason: every customer that ever defaulted."""
+    as_of_dates: list[date]
+    data_end: date
+    feature_set: str
+
+
+def data_end_of(ledger: pl.LazyFrame) -> date:
+    """The last day the ledger covers: the latest ``document_date`` (labels mature against it)."""
+    end = ledger.select(pl.col("document_date").max()).collect().item()
+    if end is None:
+        raise ValueError("the ledger has no entries: nothing to build features from")
+    return end
+
+
+def panel_as_of_dates(ledger: pl.LazyFrame, data_end: date) -> list[date]:
+    """Month ends from the first month end on or after the first entry to the last on or before data_end."""
+    start = ledger.select(pl.col("document_date").min()).collect().item()
+    return month_ends(start, data_end)
+
+
+def limit_fx_to_base(
+    fx_rates: pl.LazyFrame | None, as_of_dates: Sequence[date], *, base_currency: str
+) -> pl.LazyFrame:
+    """(currency, as_of_date, fx_to_base): the latest rate on or before each as-of date.
+
+    The base currency is 1. A currency with no rate yet at ``t`` has no row (its
+    limit cannot be compared with base-currency exposure: utilization is null).
+    """
+    dates = pl.LazyFrame({AS_OF_DATE: sorted(set(as_of_dates))}, schema={AS_OF_DATE: pl.Date})
+    base = dates.with_columns(currency=pl.lit(base_currency), **{FX_TO_BASE: pl.lit(Decimal(1)).cast(pl.Decimal(18, 8))})
+    if fx_rates is None:
+        return base.select("currency", AS_OF_DATE, FX_TO_BASE)
+    rates = (
+        fx_rates.select([c for c in FX_RATES.names])
+        .filter(pl.col("currency") != base_currency)
+        .unique(subset=["currency", "rate_date"], keep="last", maintain_order=True)
+        .sort("currency", "rate_date")
+    )
+    currencies = rates.select("currency").unique()
+    grid = currencies.join(dates, how="cross").sort("currency", AS_OF_DATE)
+    joined = grid.join_asof(
+        rates, left_on=AS_OF_DATE, right_on="rate_date", by="currency", strategy="backward",
+        check_sortedness=False,
+    ).filter(pl.col("rate_to_base").is_not_null())
+    other = joined.select("currency", AS_OF_DATE, pl.col("rate_to_base").cast(pl.Decimal(18, 8)).alias(FX_TO_BASE))
+    return pl.concat([base.select("currency", AS_OF_DATE, FX_TO_BASE), other])
+
+
+def build_panel(
+    *,
+    ledger: pl.LazyFrame,
+    customers: pl.LazyFrame,
+    bureau: pl.LazyFrame | None,
+    events: pl.LazyFrame | None,
+    fx_rates: pl.LazyFrame | None,
+    base_currency: str,
+    materiality_threshold: Decimal = Decimal("100"),
+    as_of_dates: Sequence[date] | None = None,
+    data_end: date | None = None,
+    feature_set: str = FEATURE_SET_VERSION,
+) -> PanelResult:
+    """Build the observation panel of ``feature_set`` at ``as_of_dates`` (default: every month end).
+
+    Inputs are the bronze frames of each family (contract columns, typed).
+    ``data_end`` (default: the latest ledger ``document_date``) decides label
+    maturity: "Observations whose window is not fully observed yet are not labelled".
+    """
+    names = feature_names(feature_set)  # fails early on an unknown set
+    end = data_end or data_end_of(ledger)
+    dates = sorted(set(as_of_dates)) if as_of_dates else panel_as_of_dates(ledger, end)
+    if not dates:
+        raise ValueError(f"no month end between the first ledger entry and {end}: nothing to build")
+    late = [d for d in dates if d > end]
+    if late:
+        raise ValueError(f"as-of dates after the end of the data ({end}) cannot be built yet: {late[:3]}")
+    events = events if events is not None else pl.LazyFrame(
+        schema={"registration_id": pl.String, "event_date": pl.Date, "event_type": pl.String, "detail": pl.String})
+
+    master = customer_master_asof(customers, dates).collect()
+    cash = cash_application(ledger, fx_rates, base_currency=base_currency)
+    # Defaults are observed up to the end of the data: a 90-days-past-due date after it is
+    # a projection (the payment may still come), not a default.
+    defaults = default_dates(ledger, fx_rates, customers, events, base_currency=base_currency,
+                             materiality_threshold=materiality_threshold, data_end=end, cash=cash).collect()
+    obs = observations(ledger, master, defaults, dates)
+    ledger_f = ledger_features(ledger, fx_rates, master, dates, base_currency=base_currency, cash=cash)
+    keys = ["customer_id", AS_OF_DATE]
+    parts = [ledger_f]
+    if bureau is not None:
+        parts.append(bureau_features(bureau, master, dates))
+    parts.append(event_features(events, master, dates))
+    panel = obs.join(master.lazy(), on=keys, how="left", suffix="_master")
+    for part in parts:
+        panel = panel.join(part, on=keys, how="left", suffix="_dup")
+    fx = limit_fx_to_base(fx_rates, dates, base_currency=base_currency)
+    panel = panel.join(fx, on=["currency", AS_OF_DATE], how="left")
+
+    exposure_f = pl.col("exposure").cast(pl.Float64)  # Decimal -> float only for model ratios
+    limit_base = pl.col("credit_limit").cast(pl.Float64) * pl.col(FX_TO_BASE).cast(pl.Float64)
+    share = {
+        f"{c}_share": pl.when(exposure_f > 0).then(pl.col(c).cast(pl.Float64) / exposure_f)
+        for c in AGING_COLUMNS
+    }
+    panel = panel.with_columns(
+        utilization=pl.when(limit_base > 0).then(exposure_f / limit_base),
+        avg_monthly_sales_12m_f=pl.col("avg_monthly_sales_12m").cast(pl.Float64),
+        **share,
+    )
+    schema = panel.collect_schema()
+    missing = [n for n in names if n not in schema]
+    if missing:
+        raise ValueError(f"feature set {feature_set!r} lists features no producer made: {missing}")
+    context = [c for c in CONTEXT_COLUMNS if c in schema]
+    feature_exprs = [
+        pl.col("avg_monthly_sales_12m_f").alias(n) if n == "avg_monthly_sales_12m"
+        else pl.col(n).cast(pl.Categorical) if schema[n] == pl.String
+        else pl.col(n)
+        for n in names
+    ]
+    # The money version of avg_monthly_sales_12m stays for the policy under a context name.
+    context_exprs = [pl.col(c) for c in context] + [pl.col("avg_monthly_sales_12m").alias(SALES_MONEY)]
+    labelled = labels(
+        panel.select(*keys, *feature_exprs, *context_exprs), defaults, data_end=end
+    ).sort(keys)
+    out = labelled.collect()
+    return PanelResult(panel=out, default_dates=defaults, as_of_dates=list(dates), data_end=end,
+                       feature_set=feature_set)
+
+
+__all__ = ["AS_OF_DATE", "LABEL", "PanelResult", "build_panel", "data_end_of", "limit_fx_to_base",
+           "panel_as_of_dates"]
