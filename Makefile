@@ -29,6 +29,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.features
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache
