@@ -129,8 +129,11 @@ def format_ingest(summary: dict[str, Any]) -> str:
     ]
     for code, n in t["reason_counts"].items():
         lines.append(f"    {code:<24} {n:>8,}")
-    for w in summary["warnings"]:
+    shown = 8
+    for w in summary["warnings"][:shown]:
         lines.append(f"  warning: {w}")
+    if len(summary["warnings"]) > shown:
+        lines.append(f"  ... and {len(summary['warnings']) - shown} more warning(s): see --json or WORKDIR/runs/")
     for p in summary["problems"]:
         lines.append(f"  PROBLEM: {p}")
     if summary.get("data_docs"):
