@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,13 @@ from creditflow.flows.lake import (
     FileRecord,
     Manifest,
     bronze_path,
+    publish_pending,
     quarantine_path,
     scan_bronze,
     sha256_file,
     write_json_atomic,
     write_parquet_atomic,
+    write_parquet_pending,
 )
 from creditflow.validation.rules import apply_cross_file_rules, apply_row_rules, split_routed
 from creditflow.validation.staging import (
@@ -53,6 +56,7 @@ from creditflow.validation.staging import (
     file_date_from_name,
     file_rejection_record,
     read_landing_file,
+    values_are_trimmed,
 )
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".txt")
@@ -124,30 +128,38 @@ def ingest_file(
         manifest.commit(record)
         return record.to_dict()
 
-    parsed = apply_row_rules(raw, table)
+    parsed = apply_row_rules(raw, table, trimmed=values_are_trimmed(src))
     del raw
     parsed = apply_cross_file_rules(parsed, table, **_cross_file_context(paths, family))
     route = dict(family=family, source_file=rel, file_sha256=file_sha256, file_date=file_date,
                  ingested_at=ingested_ts)
     accepted, quarantined = split_routed(parsed, table, **route)
-    validation, message = None, None
-    if accepted.height:
-        validator = GxValidator.shared(Path(docs_dir) if docs_dir else None, base_currency=base_currency)
-        outcome = validator.validate(accepted, table, batch_name=rel)
-        validation = outcome.to_dict()
-        if not outcome.success_critical:
-            # The rules and the suite disagree: keep nothing of this file, lose nothing either.
-            message = "accepted rows failed critical expectations: " + ", ".join(outcome.failed_critical)
-            parsed = parsed.with_columns(
-                pl.col("reason_code").fill_null(pl.lit("FILE_VALIDATION_FAILED")),
-                pl.col("reason_detail").fill_null(pl.lit(message)),
-            )
-            accepted, quarantined = split_routed(parsed, table, **route)
     rows_read = parsed.height
-    del parsed
+    validation, message, pending = None, None, None
+    target = bronze_path(paths, family, file_sha256)
+    try:
+        if accepted.height:
+            validator = GxValidator.shared(Path(docs_dir) if docs_dir else None, base_currency=base_currency)
+            outcome, pending = _validate_while_writing(validator, accepted, table, rel, target)
+            validation = outcome.to_dict()
+            if not outcome.success_critical:
+                # The rules and the suite disagree: keep nothing of this file, lose nothing either.
+                pending.unlink(missing_ok=True)
+                pending = None
+                message = "accepted rows failed critical expectations: " + ", ".join(outcome.failed_critical)
+                parsed = parsed.with_columns(
+                    pl.col("reason_code").fill_null(pl.lit("FILE_VALIDATION_FAILED")),
+                    pl.col("reason_detail").fill_null(pl.lit(message)),
+                )
+                accepted, quarantined = split_routed(parsed, table, **route)
+        del parsed
 
-    if accepted.height:
-        write_parquet_atomic(accepted, bronze_path(paths, family, file_sha256))
+        if pending is not None:
+            publish_pending(pending, target)
+            pending = None
+    finally:
+        if pending is not None:
+            pending.unlink(missing_ok=True)
     if quarantined.height:
         write_parquet_atomic(quarantined, quarantine_path(paths, family, file_sha256))
     if message is not None:
@@ -167,6 +179,26 @@ def ingest_file(
     )
     manifest.commit(record)
     return record.to_dict()
+
+
+def _validate_while_writing(validator: GxValidator, accepted: pl.DataFrame, table: schema.Table,
+                            batch_name: str, target: Path) -> tuple[Any, Path]:
+    """GX validates the accepted batch in a second thread while this one writes it to a
+    temporary Parquet file next to ``target`` (GX is mostly single-threaded Python, the
+    Parquet writer native code that releases the GIL: on 2 cores they overlap). Returns
+    the outcome and the unpublished file; the caller publishes or removes it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as pool:
+        future = pool.submit(validator.validate, accepted, table, batch_name=batch_name)
+        try:
+            pending = write_parquet_pending(accepted, target)
+        except BaseException:
+            future.cancel()
+            raise
+        try:
+            return future.result(), pending
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
 
 
 def _cross_file_context(paths: Paths, family: str) -> dict[str, Any]:

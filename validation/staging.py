@@ -12,6 +12,8 @@ Public API:
   read at all.
 - :func:`file_rejection_record` - the one quarantine row of a rejected file.
 - :func:`file_sha256` - the file's identity; :func:`file_date_from_name`.
+- :func:`values_are_trimmed` - whether the bytes prove no value has blanks around it
+  (then ``apply_row_rules(trimmed=True)`` may skip stripping).
 
 What is read (``../shared/contract.md``):
 
@@ -54,7 +56,8 @@ or truncated: its fields are null, ``_raw_record`` holds its exact text and
 
 Speed: the common case is two multi-threaded Polars scans of the file - the CSV
 parse and a line scan that counts each record's fields (commas outside quoted
-fields) - with no per-row Python. Files the fast path cannot prove right
+fields) - with no per-row Python. A file without any ``"`` byte (one memchr pass,
+shared with :func:`values_are_trimmed`) skips the line scan's quote analysis. Files the fast path cannot prove right
 (quoted line breaks, quoting Polars rejects, a record count that does not
 match) are read again with Python's ``csv`` module (strict quoting), which
 defines the semantics; a quoting error there rejects the file (FILE_NOT_CSV)
@@ -66,9 +69,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import json
+import mmap
 import re
 import tempfile
 from calendar import monthrange
@@ -76,6 +81,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -204,6 +210,50 @@ def file_rejection_record(
 
 
 # ------------------------------------------------------------------------------ reading
+
+_BLANK_BYTES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
+"""ASCII bytes that ``str.strip_chars()`` removes besides the line feed; every other
+character it removes (Unicode White_Space) is non-ASCII."""
+
+
+def values_are_trimmed(path: Path) -> bool:
+    """True when no value of this landing CSV can have blanks around it, so stripping
+    each value is a no-op (``apply_row_rules(..., trimmed=True)`` skips it).
+
+    Decided from the bytes: no ``"`` (a line break is then always a record
+    separator), no space, tab, CR, VT or FF, and no byte >= 0x80. False for Parquet
+    files and for anything else. One memchr-speed pass per byte value, shared with
+    the reader's quote check (cached per path, size and mtime).
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) == b"PAR1":
+            return False
+    has_quote, has_blank = _byte_facts(path)
+    return not has_quote and not has_blank
+
+
+def _byte_facts(path: Path) -> tuple[bool, bool]:
+    """(the file holds a ``"``, the file holds a blank byte or a non-ASCII byte)."""
+    st = path.stat()
+    return _byte_facts_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> tuple[bool, bool]:
+    if size == 0:
+        return False, False
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        has_quote = mm.find(b'"') >= 0
+        has_blank = any(mm.find(b) >= 0 for b in _BLANK_BYTES)
+        if not has_blank:
+            data = np.frombuffer(mm, dtype=np.uint8)
+            has_blank = bool(data.max() >= 0x80)
+            del data  # release the buffer before the mmap closes
+    return has_quote, has_blank
+
 
 
 def read_landing_file(path: Path, table: Table, *, temp_dir: Path | None = None) -> pl.DataFrame:
@@ -533,7 +583,7 @@ def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
         .with_row_index(LINE_NUMBER, offset=2)
         .with_columns(pl.col(LINE_NUMBER).cast(pl.Int64))
     )
-    data, stats = pl.collect_all([data_lf, _line_stats(path)])
+    data, stats = pl.collect_all([data_lf, _line_stats(path, quotes=_byte_facts(path)[0])])
     if stats.height < 1 or data.height != stats.height - 1:
         return None  # Polars and the line count disagree (a quoted line break, say)
     complex_lines = stats.get_column("needs_parse")
@@ -585,8 +635,11 @@ def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
     )
 
 
-def _line_stats(path: Path) -> pl.LazyFrame:
+def _line_stats(path: Path, *, quotes: bool = True) -> pl.LazyFrame:
     """Per physical line: fields if no comma sits inside quotes, blank, and whether to look closer.
+
+    ``quotes=False`` (the file holds no ``"`` byte at all): every comma separates
+    fields, so no line needs a closer look and the quote scan is skipped.
 
     Removing every ``""`` pair keeps the quoting structure (inside a quoted field it
     is an escaped quote, at a field's start an empty quoted field, mid-field two
@@ -598,7 +651,7 @@ def _line_stats(path: Path) -> pl.LazyFrame:
     return pl.scan_lines(path).select(
         (line.str.count_matches(",", literal=True) + 1).cast(pl.Int32).alias("fields"),
         (line.str.len_bytes() == 0).alias("blank"),
-        _needs_parse(line).alias("needs_parse"),
+        (_needs_parse(line) if quotes else pl.lit(False)).alias("needs_parse"),
     )
 
 

@@ -216,3 +216,45 @@ def test_shared_returns_one_validator_per_dir(tmp_path):
     a = GxValidator.shared(tmp_path / "docs")
     assert GxValidator.shared(tmp_path / "docs") is a
     assert GxValidator.shared(tmp_path / "docs", base_currency="CNY") is not a
+
+
+@pytest.fixture(scope="module")
+def polars_key_validator() -> GxValidator:
+    # every batch counts as "big": the key uniqueness expectation runs on Polars
+    return GxValidator(None, base_currency="CNY", polars_key_min_rows=1)
+
+
+def test_big_batch_key_uniqueness_runs_on_polars_and_passes(polars_key_validator):
+    out = polars_key_validator.validate(_ledger(), LEDGER, batch_name="ledger/clean.csv")
+    assert out.success_critical
+    assert (out.failed_critical, out.evaluated) == ([], 21)
+
+
+@pytest.mark.parametrize("order", ["sorted", "unsorted"])
+def test_big_batch_duplicate_key_fails_like_gx(validator, polars_key_validator, order):
+    dup = _replace(_ledger(), "entry_id", 5, "E2")
+    if order == "unsorted":
+        dup = dup.reverse()
+    gx_out = validator.validate(dup, LEDGER, batch_name="ledger/dup.csv")
+    pl_out = polars_key_validator.validate(dup, LEDGER, batch_name="ledger/dup.csv")
+    label = "expect_column_proportion_of_unique_values_to_be_between(entry_id)"
+    assert pl_out.failed_critical == gx_out.failed_critical == [label]
+    got = pl_out.failures[0]
+    assert got["observed"] == pytest.approx(5 / 6)
+    assert (got["unexpected_count"], got["examples"]) == (2, ["E2"])
+    assert (got["unexpected_count"], got["examples"]) == (
+        gx_out.failures[0]["unexpected_count"], gx_out.failures[0]["examples"])
+
+
+def test_big_batch_key_uniqueness_ignores_nulls_like_gx(validator, polars_key_validator):
+    # one null key: the proportion is over the 5 non-null ids (unique), the null fails not_null only
+    with_null = _replace(_ledger(), "entry_id", 2, None)
+    gx_out = validator.validate(with_null, LEDGER, batch_name="ledger/null.csv")
+    pl_out = polars_key_validator.validate(with_null, LEDGER, batch_name="ledger/null.csv")
+    assert pl_out.failed_critical == gx_out.failed_critical == [
+        "expect_column_values_to_not_be_null(entry_id)"]
+
+
+def test_polars_key_min_rows_is_checked():
+    with pytest.raises(ValueError, match="polars_key_min_rows must be >= 1"):
+        GxValidator(None, polars_key_min_rows=0)

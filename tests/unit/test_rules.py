@@ -488,3 +488,29 @@ def test_split_routed_checks_arguments(kwargs, message):
     } | kwargs
     with pytest.raises((ValueError, TypeError), match=message):
         split_routed(apply_row_rules(ledger({}), LEDGER), LEDGER, **args)
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+def test_trimmed_skips_stripping_with_the_same_result():
+    # values without surrounding blanks: trimmed=True must give the very same frame,
+    # failing rows (bad date, bad amount, missing due date) included
+    df = ledger({}, {"entry_id": "E2", "document_date": "2024-02-30"},
+                {"entry_id": "E3", "amount": "1.234"}, {"entry_id": "E4", "due_date": ""})
+    assert apply_row_rules(df, LEDGER, trimmed=True).equals(apply_row_rules(df, LEDGER))
+    assert codes(apply_row_rules(df, LEDGER, trimmed=True)) == [None, "BAD_DATE", "BAD_DECIMAL",
+                                                               "DUE_DATE_RULE"]
+
+
+@pytest.mark.parametrize("literal_max", [0, 1_000_000])
+def test_history_lookup_by_filter_or_semi_join_agrees(monkeypatch, literal_max):
+    # daily files filter the history with is_in; bulk files semi-join it: same verdicts
+    monkeypatch.setattr("creditflow.validation.rules._LITERAL_FILTER_MAX_IDS", literal_max)
+    out = cross({"entry_id": "P2"}, {"entry_id": "N1", "customer_id": "C9"},
+                {"entry_id": "N2", **CREDIT, "applies_to": "P1"})
+    assert codes(out)[:2] == ["DUPLICATE_ENTRY_ID", "UNKNOWN_CUSTOMER"]
+    assert details(out)[0] == (
+        "entry_id 'P2' was already ingested from an earlier ledger file (ledger/2024-01.csv)")
+    expected = codes(cross({"entry_id": "N2", **CREDIT, "applies_to": "P1"}))
+    assert codes(out)[2] == expected[0]

@@ -362,3 +362,38 @@ def test_file_rejected_accepts_only_file_codes():
 def test_missing_file_is_an_error_not_a_reject(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_landing_file(tmp_path / "nope.csv", LEDGER)
+
+
+# ------------------------------------------------------------- trimmed-values check
+
+
+@pytest.mark.parametrize(
+    ("row", "trimmed"),
+    [
+        (ROW1, True),
+        (ROW1.replace("C01", " C01"), False),  # a space
+        (ROW1.replace("C01", "C01\t"), False),  # a tab
+        (ROW1.replace("C01", '"C01"'), False),  # a quote: line breaks may sit inside fields
+        (ROW1.replace("C01", "C01\u3000"), False),  # an ideographic space (non-ASCII)
+        (ROW1.replace("C01", "客户"), False),  # any non-ASCII byte: conservative
+    ],
+)
+def test_values_are_trimmed_from_the_bytes(tmp_path, row, trimmed):
+    assert staging.values_are_trimmed(write(tmp_path, csv_bytes(HEADER, row))) is trimmed
+
+
+def test_values_are_trimmed_is_false_for_crlf_parquet_and_empty(tmp_path):
+    assert not staging.values_are_trimmed(write(tmp_path, csv_bytes(HEADER, ROW1, eol="\r\n")))
+    assert not staging.values_are_trimmed(write(tmp_path, b"", name="empty.csv"))
+    pq_path = tmp_path / "ledger.parquet"
+    pl.DataFrame({"entry_id": ["1"]}).write_parquet(pq_path)
+    assert not staging.values_are_trimmed(pq_path)
+
+
+def test_quote_free_file_still_counts_fields_per_line(tmp_path):
+    # no quote in the file: the cheap line scan must still catch short and long rows
+    path = write(tmp_path, csv_bytes(HEADER, ROW1, "009,C01,PAYMENT", ROW2 + ",x"))
+    df = read_landing_file(path, LEDGER)
+    assert df.get_column(MALFORMED).to_list() == [
+        None, "row has 3 field(s); the header has 8", "row has 9 field(s); the header has 8"]
+    assert df.get_column(LINE_NUMBER).to_list() == [2, 3, 4]
