@@ -85,7 +85,7 @@ def run_size(work: Path, repeats: int) -> dict:
     for _ in range(repeats):
         scans.append(measure(lambda: plain_scan().collect()))
         box = {}
-        panels.append(measure(lambda: box.update(r=build())))
+        panels.append(measure(lambda box=box: box.update(r=build())))
         rows = box["r"].panel.height
     med = {k: statistics.median(r[k] for r in panels) for k in ("wall_s", "cpu_s", "peak_mib")}
     scan = {k: statistics.median(r[k] for r in scans) for k in ("wall_s", "cpu_s", "peak_mib")}

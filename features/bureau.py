@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import polars as pl
+
 from creditflow.core.schema import (
     BUREAU,
     BUREAU_EVENT_TYPES,
@@ -35,6 +37,7 @@ from creditflow.features.customers import (
     as_of_frame,
     check_as_of_dates,
     require_columns,
+    sort_by_keys,
     to_lazy,
 )
 
@@ -107,22 +110,58 @@ def _filter_as_of(master: pl.LazyFrame, as_of_dates: list[date]) -> pl.LazyFrame
     return master.join(as_of_frame(dates), on=AS_OF_DATE, how="semi")
 
 
-def _latest_per_report(bureau: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (registration_id, report_date).
+_DAY_BIAS = 1 << 31
 
-    A company's report re-delivered in another file keeps the copy from the
-    later file date, then source file, then line (when lineage is present), so
-    the choice never depends on read order.
-    """
-    have = bureau.collect_schema().names()
-    tie = [c for c in (FILE_DATE, SOURCE_FILE, LINE_NUMBER) if c in have]
-    return (
-        bureau.select(*BUREAU.names, *tie)
-        .filter(pl.col("registration_id").is_not_null() & pl.col("report_date").is_not_null())
-        .sort("registration_id", "report_date", *tie, nulls_last=False)
-        .unique(subset=["registration_id", "report_date"], keep="last", maintain_order=True)
-        .select(BUREAU.names)
-    )
+
+def _text_codes(*columns: pl.Series) -> list[np.ndarray]:
+    """Shared integer codes of text columns (equal codes <=> equal text; -1 for null)."""
+    values = pl.concat([c.cast(pl.String).rename("v") for c in columns])
+    codes = values.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+    bounds = np.cumsum([0, *[c.len() for c in columns]])
+    return [codes[bounds[i] : bounds[i + 1]] for i in range(len(columns))]
+
+
+def _day_key(code: np.ndarray, day: pl.Series) -> np.ndarray:
+    """Sortable int64 key of (code, day): one code's days are contiguous and in order."""
+    days = day.cast(pl.Int32).cast(pl.Int64).to_numpy()
+    return (code.astype(np.int64) << 32) | (days + _DAY_BIAS)
+
+
+def _one_per_key(keys: np.ndarray, frame: pl.DataFrame, tie: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ``keys`` and the row of ``frame`` kept for each: the last by the lineage ``tie``."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    if k.size > 1 and bool((k[1:] == k[:-1]).any()):
+        kept = (
+            pl.DataFrame({"_k": keys, "_row": np.arange(keys.size, dtype=np.int64)})
+            .hstack(frame.select(*tie))
+            .sort("_k", *tie, nulls_last=False)
+            .unique(subset=["_k"], keep="last", maintain_order=True)
+        )
+        return kept["_k"].to_numpy(), kept["_row"].to_numpy()
+    return k, order
+
+
+def _shifted_days(dates: pl.Series, months: int) -> pl.Series:
+    """``months_back`` of each date (computed once per distinct date)."""
+    days = dates.cast(pl.Int32).to_numpy()
+    distinct, inverse = np.unique(days, return_inverse=True)
+    back = pl.select(months_back(pl.Series(distinct, dtype=pl.Int32).cast(pl.Date), months)).to_series()
+    return pl.Series(back.cast(pl.Int32).to_numpy()[inverse])
+
+
+def _latest_at(keys: np.ndarray, rows: np.ndarray, code: np.ndarray, day: pl.Series) -> pl.Series:
+    """``rows`` entry of the last key of ``code`` with a day on or before ``day`` (null if none or no code)."""
+    q = _day_key(code, day)
+    i = np.searchsorted(keys, q, side="right") - 1
+    j = np.maximum(i, 0)
+    ok = (code >= 0) & (i >= 0) & (keys[j] >> 32 == code) if keys.size else np.zeros(code.size, dtype=bool)
+    return pl.select(pl.when(pl.Series(ok)).then(pl.Series(rows[j] if keys.size else j))).to_series()
+
+
+def _gather(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
+    """``frame`` rows at ``rows`` (null rows give nulls)."""
+    return frame.select(pl.all().gather(rows))
 
 
 def _ratio(numerator: str, denominator: str) -> pl.Expr:
@@ -163,66 +202,39 @@ def bureau_features(
     bureau = to_lazy(bureau, "bureau")
     master = to_lazy(master_asof, "master_asof")
     require_columns(bureau, BUREAU.names, "bureau")
-    grid = _filter_as_of(_customer_grid(master), as_of_dates)
+    grid = _filter_as_of(_customer_grid(master), as_of_dates).collect(engine="in-memory")
 
-    reports = _latest_per_report(bureau).sort("registration_id", "report_date")
-    left = (
-        grid.filter(pl.col("registration_id").is_not_null())
-        .with_columns(
-            *[months_back(pl.col(AS_OF_DATE), m).alias(f"_t_minus_{m}m") for m in CHANGE_MONTHS]
-        )
-        .sort("registration_id", AS_OF_DATE)
+    # Point-in-time lookups as sorted integer keys (registration code, day): the latest
+    # report on or before a day is one binary search, not a join of wide frames.
+    have = bureau.collect_schema().names()
+    tie = [c for c in (FILE_DATE, SOURCE_FILE, LINE_NUMBER) if c in have]
+    raw = (
+        bureau.select(*BUREAU.names, *tie)
+        .filter(pl.col("registration_id").is_not_null() & pl.col("report_date").is_not_null())
+        .collect(engine="in-memory")
     )
-
-    latest = left.join_asof(
-        reports.select(
-            "registration_id",
-            "report_date",
-            "bureau_score",
-            "paydex",
-            "lawsuits_12m",
-            "tax_arrears",
-            "years_in_business",
-        ),
-        left_on=AS_OF_DATE,
-        right_on="report_date",
-        by="registration_id",
-        strategy="backward",
-        check_sortedness=False,  # both sides are sorted by by + on above
-    )
-
-    out = latest
+    r_code, g_code = _text_codes(raw["registration_id"], grid["registration_id"])
+    keys, rows = _one_per_key(_day_key(r_code, raw["report_date"]), raw, tie)
+    t = grid[AS_OF_DATE].cast(pl.Int32)
+    latest_cols = ["report_date", "bureau_score", "paydex", "lawsuits_12m", "tax_arrears", "years_in_business"]
+    pieces = [
+        grid.select("customer_id", AS_OF_DATE),
+        _gather(raw.select(latest_cols), _latest_at(keys, rows, g_code, t)),
+    ]
     for m in CHANGE_MONTHS:
-        past = reports.select(
-            "registration_id",
-            pl.col("report_date").alias(f"_report_date_{m}m"),
-            pl.col("bureau_score").alias(f"_bureau_score_{m}m"),
-            pl.col("paydex").alias(f"_paydex_{m}m"),
+        at = _latest_at(keys, rows, g_code, _shifted_days(grid[AS_OF_DATE], m))
+        pieces.append(
+            _gather(
+                raw.select(pl.col("bureau_score").alias(f"_bureau_score_{m}m"), pl.col("paydex").alias(f"_paydex_{m}m")),
+                at,
+            )
         )
-        out = out.sort("registration_id", f"_t_minus_{m}m").join_asof(
-            past,
-            left_on=f"_t_minus_{m}m",
-            right_on=f"_report_date_{m}m",
-            by="registration_id",
-            strategy="backward",
-            check_sortedness=False,  # both sides are sorted by by + on above
-        )
-
-    statements = (
-        reports.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in STATEMENT_FIELDS))
-        .select(
-            "registration_id", pl.col("report_date").alias("_statement_date"), *STATEMENT_FIELDS
-        )
-        .sort("registration_id", "_statement_date")
+    has_statement = raw.select(pl.any_horizontal(pl.col(c).is_not_null() for c in STATEMENT_FIELDS)).to_series()
+    with_statement = has_statement.to_numpy()[rows]
+    pieces.append(
+        _gather(raw.select(STATEMENT_FIELDS), _latest_at(keys[with_statement], rows[with_statement], g_code, t))
     )
-    out = out.sort("registration_id", AS_OF_DATE).join_asof(
-        statements,
-        left_on=AS_OF_DATE,
-        right_on="_statement_date",
-        by="registration_id",
-        strategy="backward",
-        check_sortedness=False,  # both sides are sorted by by + on above
-    )
+    out = pl.concat(pieces, how="horizontal")
 
     revenue = pl.col("revenue").cast(pl.Float64)
     features = out.select(
@@ -249,12 +261,7 @@ def bureau_features(
         pl.col("years_in_business"),
     )
     # Customers without a registration id (or none at t) keep their row, all nulls.
-    return (
-        grid.select("customer_id", AS_OF_DATE)
-        .join(features, on=["customer_id", AS_OF_DATE], how="left")
-        .select("customer_id", AS_OF_DATE, *BUREAU_FEATURE_COLUMNS)
-        .sort("customer_id", AS_OF_DATE)
-    )
+    return sort_by_keys(features.select("customer_id", AS_OF_DATE, *BUREAU_FEATURE_COLUMNS)).lazy()
 
 
 def event_features(
@@ -282,40 +289,27 @@ def event_features(
     events = to_lazy(events, "events")
     master = to_lazy(master_asof, "master_asof")
     require_columns(events, BUREAU_EVENTS.required, "events")
-    grid = _filter_as_of(_customer_grid(master), as_of_dates)
-
-    longest = max(EVENT_WINDOWS_MONTHS)
-    windows = grid.filter(pl.col("registration_id").is_not_null()).with_columns(
-        *[months_back(pl.col(AS_OF_DATE), m).alias(f"_start_{m}m") for m in EVENT_WINDOWS_MONTHS]
+    grid = _filter_as_of(_customer_grid(master), as_of_dates).collect(engine="in-memory")
+    ev = (
+        events.select("registration_id", "event_date", "event_type")
+        .filter(pl.col("event_date").is_not_null() & pl.col("registration_id").is_not_null())
+        .collect(engine="in-memory")
     )
-    hits = windows.join(
-        events.select("registration_id", "event_date", "event_type").filter(
-            pl.col("event_date").is_not_null()
-        ),
-        on="registration_id",
-        how="inner",
-    ).filter(
-        (pl.col("event_date") <= pl.col(AS_OF_DATE))
-        & (pl.col("event_date") > pl.col(f"_start_{longest}m"))
-    )
-    counts = hits.group_by("customer_id", AS_OF_DATE).agg(
-        ((pl.col("event_type") == event_type) & (pl.col("event_date") > pl.col(f"_start_{m}m")))
-        .sum()
-        .cast(pl.Int32)
-        .alias(event_feature_name(event_type, m))
-        for event_type in BUREAU_EVENT_TYPES
-        for m in EVENT_WINDOWS_MONTHS
-    )
-    has_id = pl.col("registration_id").is_not_null()
-    return (
-        grid.join(counts, on=["customer_id", AS_OF_DATE], how="left")
-        .select(
-            "customer_id",
-            AS_OF_DATE,
-            *[
-                pl.when(has_id).then(pl.col(c).fill_null(0)).otherwise(None).cast(pl.Int32).alias(c)
-                for c in EVENT_FEATURE_COLUMNS
-            ],
-        )
-        .sort("customer_id", AS_OF_DATE)
-    )
+    # Counts in (start, t] per (registration, type): two binary searches in the sorted
+    # (registration code, day) keys of that type's events.
+    e_code, g_code = _text_codes(ev["registration_id"], grid["registration_id"])
+    e_key = _day_key(e_code, ev["event_date"])
+    e_type = ev["event_type"]
+    has_id = g_code >= 0
+    t_key = _day_key(g_code, grid[AS_OF_DATE])
+    start_keys = {m: _day_key(g_code, _shifted_days(grid[AS_OF_DATE], m)) for m in EVENT_WINDOWS_MONTHS}
+    counts = {}
+    for event_type in BUREAU_EVENT_TYPES:
+        keys = np.sort(e_key[(e_type == event_type).fill_null(False).to_numpy()])
+        upto = np.searchsorted(keys, t_key, side="right")
+        for m in EVENT_WINDOWS_MONTHS:
+            n = upto - np.searchsorted(keys, start_keys[m], side="right")
+            counts[event_feature_name(event_type, m)] = pl.select(
+                pl.when(pl.Series(has_id)).then(pl.Series(n)).cast(pl.Int32)
+            ).to_series()
+    return sort_by_keys(grid.select("customer_id", AS_OF_DATE).with_columns(**{c: counts[c] for c in EVENT_FEATURE_COLUMNS})).lazy()

@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import date
 
 import polars as pl
+
 from creditflow.core.schema import CUSTOMERS, FILE_DATE, LINE_NUMBER, SOURCE_FILE
 
 AS_OF_DATE = "as_of_date"
@@ -85,6 +86,19 @@ def to_lazy(frame: pl.LazyFrame | pl.DataFrame, what: str) -> pl.LazyFrame:
     if isinstance(frame, pl.LazyFrame):
         return frame
     raise TypeError(f"{what} must be a polars LazyFrame or DataFrame; got {type(frame).__name__}")
+
+
+def sort_by_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by customer_id, as_of_date; returned as is when it already is (a cheap check)."""
+    c, d = pl.col("customer_id"), pl.col(AS_OF_DATE)
+    if frame.height < 2:
+        return frame.sort("customer_id", AS_OF_DATE)
+    in_order = frame.select(
+        ((c.shift(-1) > c) | ((c.shift(-1) == c) & (d.shift(-1) >= d))).head(frame.height - 1).all(ignore_nulls=False)
+        & c.is_not_null().all()
+        & d.is_not_null().all()
+    ).item()
+    return frame if in_order is True else frame.sort("customer_id", AS_OF_DATE)
 
 
 def months_between(start: pl.Expr, end: pl.Expr) -> pl.Expr:

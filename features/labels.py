@@ -241,9 +241,7 @@ def labels(
         .otherwise(pl.lit(0, pl.Int8))
     )
     return (
-        obs.with_row_index("_row")
-        .join(defaults, on="customer_id", how="left")
+        obs.join(defaults, on="customer_id", how="left", maintain_order="left")
         .with_columns(label.alias(LABEL))
-        .sort("_row")
-        .drop("_row", "_default_date")
+        .drop("_default_date")
     )

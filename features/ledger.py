@@ -84,7 +84,7 @@ contract's observation rule), "3 months" the 91 days ``(t - 91 days, t]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -97,6 +97,7 @@ from creditflow.features.customers import (
     check_as_of_dates,
     months_between,
     require_columns,
+    sort_by_keys,
     to_lazy,
 )
 
@@ -401,6 +402,10 @@ class CashApplication:
     """Entries left out because no fx rate on or before their document date exists."""
     unmatched_entries: int
     """Payments with applies_to, credit notes and write-offs naming no invoice of their customer."""
+    invoice_entry_cust: np.ndarray = field(default_factory=lambda: _EMPTY_I64)
+    """Customer number of every ``INVOICE`` entry read (converted or not; see :func:`invoice_entries_in_window`)."""
+    invoice_entry_day: np.ndarray = field(default_factory=lambda: _EMPTY_I64)
+    """Document day of every ``INVOICE`` entry read, same order."""
 
     def outstanding_at(self, inv: np.ndarray, day: np.ndarray) -> np.ndarray:
         """Outstanding base cents of invoices ``inv`` at the end of ``day`` (0 before posting)."""
@@ -436,6 +441,7 @@ def cash_application(
         first_entry_day[fe["c"].to_numpy()] = fe["d"].to_numpy()
     unconverted = int((~converted).sum())
     entry_id = entries["entry_id"]
+    all_invoices = np.flatnonzero(kind == _TYPE_CODE[INVOICE])
 
     # invoices, in the order credit is applied: customer, currency, due date, document date, entry id
     rows = np.flatnonzero((kind == _TYPE_CODE[INVOICE]) & converted)
@@ -570,6 +576,8 @@ def cash_application(
         timeline_out=tl_out,
         unconverted_entries=unconverted,
         unmatched_entries=unmatched,
+        invoice_entry_cust=cust[all_invoices],
+        invoice_entry_day=day[all_invoices],
     )
 
 
@@ -1013,13 +1021,17 @@ def _grid(
     g = (
         grid_lf.select(pl.col("customer_id").cast(pl.String), pl.col(AS_OF_DATE).cast(pl.Date))
         .filter(pl.col(AS_OF_DATE).is_in(pl.Series(dates, dtype=pl.Date).implode()) & pl.col("customer_id").is_not_null())
-        .unique()
-        .collect()
+        .unique(maintain_order=True)
+        .collect(engine="in-memory")
     )
     seen = g.get_column("customer_id").unique()
     all_ids = pl.concat([ids, seen.filter(~seen.is_in(ids.implode())).sort()])
     day_idx = pl.DataFrame({AS_OF_DATE: pl.Series(dates, dtype=pl.Date), "asof": np.arange(len(dates), dtype=np.int64)})
-    g = g.join(_id_frame(all_ids), on="customer_id").join(day_idx, on=AS_OF_DATE).sort("cust", "asof")
+    # in customer_id, as_of_date order (a master in that order stays as it is): the features
+    # come out sorted without sorting them again
+    g = sort_by_keys(g).join(_id_frame(all_ids), on="customer_id", maintain_order="left").join(
+        day_idx, on=AS_OF_DATE, maintain_order="left"
+    )
     return g["cust"].to_numpy(), g["asof"].to_numpy(), all_ids
 
 
@@ -1115,6 +1127,31 @@ def _unapplied_credit(
         )
         out[nz] += _to_base(left[nz], at_dates.gather(pl.Series(q_asof[nz])))
     return out
+
+
+def invoice_entries_in_window(
+    cash: CashApplication, customer_ids: pl.Series, as_of: pl.Series, as_of_dates: Sequence[date], window_days: int
+) -> np.ndarray:
+    """Per (customer_ids[i], as_of[i]): the ``INVOICE`` entries (any currency, converted or not)
+    of that customer with ``document_date`` in ``(t - window_days, t]``.
+
+    ``as_of`` values must be among ``as_of_dates``; a customer without ledger entries counts 0.
+    """
+    dates = check_as_of_dates(as_of_dates)
+    if not isinstance(window_days, int) or window_days < 1:
+        raise ValueError(f"window_days must be a whole number >= 1; got {window_days!r}")
+    asof_days = _days(dates)
+    q = pl.DataFrame({"customer_id": customer_ids.cast(pl.String), "t": as_of.cast(pl.Date).cast(pl.Int32)})
+    q = q.join(_id_frame(cash.customer_ids), on="customer_id", how="left", maintain_order="left")
+    t = q["t"].to_numpy().astype(np.int64)
+    asof_idx = np.searchsorted(asof_days, t)
+    if np.any(asof_idx >= asof_days.size) or np.any(asof_days[np.minimum(asof_idx, asof_days.size - 1)] != t):
+        raise ValueError("as_of holds dates that are not in as_of_dates")
+    found = q["cust"].is_not_null().to_numpy()
+    cust = q["cust"].fill_null(0).to_numpy().astype(np.int64)
+    n_cust = max(cash.customer_ids.len(), 1)
+    counts = _AsOfSums(n_cust, asof_days).window(cash.invoice_entry_cust, cash.invoice_entry_day, window_days)
+    return np.where(found, np.rint(counts[cust, asof_idx]).astype(np.int64), 0)
 
 
 def _p90_by_asof(
@@ -1317,7 +1354,7 @@ def ledger_features(
             .cast(pl.Int32),
             unapplied_credit=cents_to_money(pl.col("unapplied")),
         )
-        .sort("customer_id", AS_OF_DATE)
+        .pipe(sort_by_keys)
         .lazy()
     )
 

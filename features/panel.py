@@ -24,9 +24,22 @@ import polars as pl
 
 from creditflow.core.schema import FX_RATES
 from creditflow.features.bureau import bureau_features, event_features
-from creditflow.features.customers import customer_master_asof
-from creditflow.features.labels import LABEL, default_dates, labels, month_ends, observations
-from creditflow.features.ledger import AGING_COLUMNS, cash_application, ledger_features
+from creditflow.features.customers import customer_master_asof, sort_by_keys
+from creditflow.features.labels import (
+    LABEL,
+    OBSERVATION_WINDOW_DAYS,
+    default_dates,
+    labels,
+    month_ends,
+    observations,
+)
+from creditflow.features.ledger import (
+    AGING_COLUMNS,
+    CashApplication,
+    cash_application,
+    invoice_entries_in_window,
+    ledger_features,
+)
 from creditflow.features.registry import FEATURE_SET_VERSION, feature_names
 
 AS_OF_DATE = "as_of_date"
@@ -104,6 +117,43 @@ def limit_fx_to_base(
     return pl.concat([base.select("currency", AS_OF_DATE, FX_TO_BASE), other])
 
 
+def _aligned_panel(
+    master: pl.DataFrame, parts: list[pl.DataFrame], defaults: pl.DataFrame, cash: CashApplication,
+    dates: list[date],
+) -> pl.LazyFrame | None:
+    """The observations with the master and every part, side by side without joins.
+
+    Every part has one row per master row in the master's order (customer_id,
+    as_of_date); the observation rule of ``labels.observations`` becomes a row mask.
+    None when the pieces are not aligned like that (the caller joins them instead).
+    """
+    keys = ["customer_id", AS_OF_DATE]
+    if master.height == 0 or master.select(pl.struct(keys).is_duplicated().any()).item():
+        return None
+    master_keys = master.select(keys)
+    for part in parts:
+        if part.height != master.height or not part.select(keys).equals(master_keys):
+            return None
+    t = master[AS_OF_DATE]
+    in_window = invoice_entries_in_window(cash, master["customer_id"], t, dates, OBSERVATION_WINDOW_DAYS) > 0
+    default_at = (
+        master.select("customer_id")
+        .join(defaults.group_by("customer_id").agg(pl.col("default_date").min()), on="customer_id", how="left",
+              maintain_order="left")
+        .get_column("default_date")
+    )
+    observed = master.select(
+        (pl.col("onboarding_date").cast(pl.Date) <= pl.col(AS_OF_DATE))
+        & (default_at.is_null() | (default_at > pl.col(AS_OF_DATE)))
+        & pl.Series(in_window)
+        & pl.col(AS_OF_DATE).is_in(pl.Series(dates, dtype=pl.Date).implode())
+    ).to_series().fill_null(False)
+    wide = master
+    for part in parts:
+        wide = wide.hstack([part[c] for c in part.columns if c not in wide.columns])
+    return wide.filter(observed).lazy()
+
+
 def build_panel(
     *,
     ledger: pl.LazyFrame,
@@ -140,18 +190,19 @@ def build_panel(
     # a projection (the payment may still come), not a default.
     defaults = default_dates(ledger, fx_rates, customers, events, base_currency=base_currency,
                              materiality_threshold=materiality_threshold, data_end=end, cash=cash).collect()
-    obs = observations(ledger, master, defaults, dates)
-    ledger_f = ledger_features(ledger, fx_rates, master, dates, base_currency=base_currency, cash=cash)
     keys = ["customer_id", AS_OF_DATE]
-    parts = [ledger_f]
+    parts = [ledger_features(ledger, fx_rates, master, dates, base_currency=base_currency, cash=cash).collect()]
     if bureau is not None:
-        parts.append(bureau_features(bureau, master, dates))
-    parts.append(event_features(events, master, dates))
-    panel = obs.join(master.lazy(), on=keys, how="left", suffix="_master")
-    for part in parts:
-        panel = panel.join(part, on=keys, how="left", suffix="_dup")
+        parts.append(bureau_features(bureau, master, dates).collect())
+    parts.append(event_features(events, master, dates).collect())
+    panel = _aligned_panel(master, parts, defaults, cash, dates)
+    if panel is None:  # the general path: join the pieces on the keys
+        obs = observations(ledger, master, defaults, dates)
+        panel = obs.join(master.lazy(), on=keys, how="left", suffix="_master")
+        for part in parts:
+            panel = panel.join(part.lazy(), on=keys, how="left", suffix="_dup")
     fx = limit_fx_to_base(fx_rates, dates, base_currency=base_currency)
-    panel = panel.join(fx, on=["currency", AS_OF_DATE], how="left")
+    panel = panel.join(fx, on=["currency", AS_OF_DATE], how="left", maintain_order="left")
 
     exposure_f = pl.col("exposure").cast(pl.Float64)  # Decimal -> float only for model ratios
     limit_base = pl.col("credit_limit").cast(pl.Float64) * pl.col(FX_TO_BASE).cast(pl.Float64)
@@ -179,8 +230,8 @@ def build_panel(
     context_exprs = [pl.col(c) for c in context] + [pl.col("avg_monthly_sales_12m").alias(SALES_MONEY)]
     labelled = labels(
         panel.select(*keys, *feature_exprs, *context_exprs), defaults, data_end=end
-    ).sort(keys)
-    out = labelled.collect()
+    )
+    out = sort_by_keys(labelled.collect(engine="in-memory"))
     return PanelResult(panel=out, default_dates=defaults, as_of_dates=list(dates), data_end=end,
                        feature_set=feature_set)
 
