@@ -58,7 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,8 +450,14 @@ def tune_xgboost(
     config: TuningConfig,
     seed: int,
     study_name: str,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyOutcome:
-    """Run (or resume) the Optuna study minimising the validation log loss; return the best trial."""
+    """Run (or resume) the Optuna study minimising the validation log loss; return the best trial.
+
+    ``on_trial`` is called with each trial this call runs, once it has finished
+    (complete or pruned), e.g. to log it to a tracking server; it must not
+    change the study.
+    """
     storage = _storage(config.storage_path) or optuna.storages.InMemoryStorage()
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.prune_warmup_rounds)
@@ -490,8 +496,14 @@ def tune_xgboost(
 
     remaining = max(0, config.n_trials - n_before)
     if remaining:
+        callbacks = [lambda _study, trial: on_trial(trial)] if on_trial is not None else None
         study.optimize(
-            objective, n_trials=remaining, timeout=config.timeout_seconds, n_jobs=1, catch=()
+            objective,
+            n_trials=remaining,
+            timeout=config.timeout_seconds,
+            n_jobs=1,
+            catch=(),
+            callbacks=callbacks,
         )
     finished = _finished(study)
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
@@ -608,6 +620,7 @@ def train_pd_model(
     ece_bins: int = DEFAULT_ECE_BINS,
     shap_max_rows: int = 5_000,
     seed: int = 42,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> TrainingResult:
     """Train, tune, calibrate and benchmark a 12-month PD model on a labelled table.
 
@@ -617,6 +630,7 @@ def train_pd_model(
     ``monotone`` (feature -> +1/-1/0) / ``id_columns``: see
     :func:`resolve_features`. ``calibration``: "auto", "platt" or "isotonic".
     ``band_edges``: master-scale PD band edges for the grade tables.
+    ``on_trial``: called with each finished Optuna trial (see :func:`tune_xgboost`).
     Returns a :class:`TrainingResult`.
     """
     tuning = tuning or TuningConfig()
@@ -704,7 +718,13 @@ def train_pd_model(
     )
     dtune = _train_matrix(spec, tune_train, target, tuning)
     outcome = tune_xgboost(
-        dtune, dvalid, base_params=base, config=tuning, seed=seed, study_name=study_name
+        dtune,
+        dvalid,
+        base_params=base,
+        config=tuning,
+        seed=seed,
+        study_name=study_name,
+        on_trial=on_trial,
     )
     lap("tuning")
 
