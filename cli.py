@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="build one month-end as-of date (YYYY-MM-DD)")
     when.add_argument("--all", action="store_true", help="build every month end the data covers (default)")
 
+    t = sub.add_parser(
+        "train", help="train, register and gate a PD model",
+        description="Tune (Optuna), train and calibrate an XGBoost PD model on the ledger panel, or on "
+        "any CSV/Parquet table with --table/--target; log it to MLflow, register it as challenger "
+        "and promote it to champion only if it earns it.")
+    _common(t)
+    t.add_argument("--trials", type=int, default=None, help="Optuna trials (default from config: 40)")
+    t.add_argument("--timeout", type=float, default=None, help="tuning budget in seconds (default from config)")
+    t.add_argument("--table", type=Path, default=None, help="train on this CSV/Parquet table instead of the panel")
+    t.add_argument("--target", default=None, help="binary 0/1 target column of --table")
+    t.add_argument("--time-column", dest="time_column", default=None,
+                   help="date column of --table for the out-of-time split (without it: a stratified split)")
+
     d = sub.add_parser("demo", help="generate a demo world and run the whole chain on it",
                        description="Generate a demo world into WORKDIR/landing (once) and run the chain.")
     _common(d)
@@ -83,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--months", type=int, default=36)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--bad-rows", type=float, default=0.01)
+    d.add_argument("--trials", type=int, default=15, help="Optuna trials of the demo training (default 15)")
     return parser
 
 
@@ -182,6 +196,24 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if (args.table is None) != (args.target is None):
+        raise ValueError("--table and --target go together (train on a table), or neither (train on the panel)")
+    if args.time_column and args.table is None:
+        raise ValueError("--time-column needs --table")
+    _embedded_defaults(settings)
+    from creditflow.flows.train import format_train, run_train
+
+    code, summary = run_train(settings, trials=args.trials, timeout=args.timeout, table=args.table,
+                              target=args.target, time_column=args.time_column)
+    if code == 2 and not args.json:
+        print(f"creditflow train: {summary.get('error')}", file=sys.stderr)
+        return code
+    _emit(summary, args.json, format_train(summary))
+    return code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     landing = settings.landing_root
@@ -202,13 +234,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("  (the demo injects bad rows and bad files on purpose: they are in quarantine, and the run "
               "reports them as problems for the operator)\n")
     code, features = _run_features(settings, None)
-    summary = {"command": "demo", "generated": generated, "ingest": ingest, "features": features}
-    human = format_features(features) + (
+    if not args.json:
+        print(format_features(features) + "\n")
+    from creditflow.flows.train import format_train, run_train
+
+    train_code, train = run_train(settings, trials=args.trials)
+    code = max(code, train_code)
+    summary = {"command": "demo", "generated": generated, "ingest": ingest, "features": features, "train": train}
+    human = format_train(train) + (
         "\n\nWhere to look:\n"
         f"  quarantine: {settings.workdir / 'lake' / 'quarantine'} (one Parquet file per landing file)\n"
         f"  bronze:     {settings.workdir / 'lake' / 'bronze'}\n"
         f"  data docs:  {ingest.get('data_docs')}\n"
-        f"  panel:      {features['panel_dir']}"
+        f"  panel:      {features['panel_dir']}\n"
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
     _emit(summary, args.json, human)
     # Injected bad files are expected in the demo: success means the chain ran to its end.
@@ -218,7 +257,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"generate": _cmd_generate, "ingest": _cmd_ingest, "features": _cmd_features, "demo": _cmd_demo}
+    handlers = {"generate": _cmd_generate, "ingest": _cmd_ingest, "features": _cmd_features,
+                "train": _cmd_train, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except ConfigError as e:
