@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def build_and_write_panel(workdir: str, as_of: str | None, base_currency: str, m
         events=_bronze(paths, schema.BUREAU_EVENTS, required=False),
         fx_rates=_bronze(paths, schema.FX_RATES, required=False),
         base_currency=base_currency,
-        materiality_threshold=__import__("decimal").Decimal(materiality_threshold),
+        materiality_threshold=Decimal(materiality_threshold),
         as_of_dates=[date.fromisoformat(as_of)] if as_of else None,
         feature_set=feature_set,
     )

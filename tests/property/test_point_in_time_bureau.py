@@ -13,6 +13,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from creditflow.core.schema import (
     BUREAU,
     BUREAU_EVENT_TYPES,
@@ -22,8 +25,6 @@ from creditflow.core.schema import (
 )
 from creditflow.features.bureau import bureau_features, event_features
 from creditflow.features.customers import customer_master_asof
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 MONTH_ENDS = [date(2024, m + 1, 1) - timedelta(days=1) for m in range(1, 12)] + [date(2024, 12, 31)]
 START, END = date(2023, 1, 1), date(2025, 12, 31)

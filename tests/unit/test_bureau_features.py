@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+
 from creditflow.core.schema import BUREAU, BUREAU_EVENT_TYPES, BUREAU_EVENTS, MONEY
 from creditflow.features.bureau import (
     BUREAU_FEATURE_COLUMNS,

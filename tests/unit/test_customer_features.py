@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+
 from creditflow.core.schema import CUSTOMERS, LINEAGE_DTYPES
 from creditflow.features.customers import (
     MASTER_ASOF_COLUMNS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from creditflow.features.bureau import BUREAU_FEATURE_COLUMNS, EVENT_FEATURE_COLUMNS
 from creditflow.features.customers import MONTHS_SINCE_ONBOARDING
 from creditflow.features.registry import (
