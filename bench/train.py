@@ -88,9 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         f"peak {m['peak_mib']:,.0f} MiB; load average {load0:.1f} -> {load1:.1f}"
     )
     print("steps (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_seconds"].items()))
+    xv = summary["metrics"]["xgboost"]["validation"]
+    sv = summary["metrics"]["scorecard"]["validation"]
+    print(f"split: {summary['split']}")
     print(
         f"test AUC xgboost {x['auc']:.4f} vs scorecard {s['auc']:.4f}; ECE xgboost {x['ece']:.4f} "
         f"(scorecard {s['ece']:.4f}); {summary['decision']}"
+    )
+    print(
+        f"validation AUC xgboost {xv['auc']:.4f} vs scorecard {sv['auc']:.4f} (validation chose the "
+        "hyper-parameters, stopping round and calibration: a large validation-test drop for xgboost "
+        "alone means it learnt something that does not carry forward in time)"
     )
     goal = t["finished"] >= 40 and m["wall_s"] <= 600
     print(f"goal >= 40 trials in <= 10 min: {'met' if goal else 'NOT met'}")

@@ -409,9 +409,14 @@ def _train(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = settings.train
     name = model_name or cfg.model_name
+    # One journal under the workdir: a study is named by its data and settings, so an
+    # interrupted tuning resumes where it stopped, and a finished one is not redone.
+    journal = Paths(settings.workdir).state / "optuna" / "studies.journal"
+    journal.parent.mkdir(parents=True, exist_ok=True)
     tuning = TuningConfig(
         n_trials=trials if trials is not None else cfg.trials,
         timeout_seconds=timeout if timeout is not None else cfg.timeout_seconds,
+        storage_path=journal,
     )
     uri = settings.tracking_uri
     band_edges = list(load_policy(settings.policy_file).pd_edges)

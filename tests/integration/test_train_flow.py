@@ -148,6 +148,14 @@ def test_same_data_and_seed_give_identical_bytes_and_no_promotion(settings, firs
     assert "challenger" in mv.aliases and CHAMPION not in mv.aliases
 
 
+def test_the_study_is_stored_so_a_retrain_resumes_instead_of_tuning_again(settings, first, second):
+    assert (settings.workdir / "state" / "optuna" / "studies.journal").stat().st_size > 0
+    assert first["trials"]["run"] == first["trials"]["finished"] > 0
+    # Same data and settings: the stored study is complete, so no trial runs again.
+    assert second["trials"]["run"] == 0
+    assert second["trials"]["finished"] == first["trials"]["finished"]
+
+
 def test_a_worse_challenger_is_refused_and_the_champion_stays(settings, first, second):
     champion, _ = load_champion(settings.tracking_uri, first["model_name"])
     gain = champion.booster.get_score(importance_type="gain")
