@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-column", dest="time_column", default=None,
                    help="date column of --table for the out-of-time split (without it: a stratified split)")
 
+    sc = sub.add_parser(
+        "score", help="score, set limits, build the watchlist and collections; publish as Delta",
+        description="Score every observation at an as-of date with the champion model, apply the credit "
+        "policy, and publish scores, limits, watchlist and collections as Delta tables under "
+        "WORKDIR/published (the as-of partition is replaced in one commit per table).")
+    _common(sc)
+    sc.add_argument("--as-of", dest="as_of", required=True, metavar="DATE", help="month-end as-of date (YYYY-MM-DD)")
+    sc.add_argument("--approx-reasons", action="store_true",
+                    help="reason codes from XGBoost's approximate contributions (much faster on large runs)")
+
     d = sub.add_parser("demo", help="generate a demo world and run the whole chain on it",
                        description="Generate a demo world into WORKDIR/landing (once) and run the chain.")
     _common(d)
@@ -214,6 +224,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _embedded_defaults(settings)
+    from creditflow.flows.score import format_score, run_score
+
+    code, summary = run_score(settings, args.as_of, approx_reasons=args.approx_reasons)
+    if code == 2 and not args.json:
+        print(f"creditflow score: {summary.get('error')}", file=sys.stderr)
+        return code
+    _emit(summary, args.json, format_score(summary))
+    return code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     landing = settings.landing_root
@@ -240,13 +263,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     train_code, train = run_train(settings, trials=args.trials)
     code = max(code, train_code)
-    summary = {"command": "demo", "generated": generated, "ingest": ingest, "features": features, "train": train}
-    human = format_train(train) + (
+    if not args.json:
+        print(format_train(train) + "\n")
+    from creditflow.flows.score import format_score, run_score
+
+    score_code, score = run_score(settings, features["last_as_of"])
+    code = max(code, score_code)
+    summary = {"command": "demo", "generated": generated, "ingest": ingest, "features": features, "train": train,
+               "score": score}
+    human = (format_score(score) if score_code != 2 else f"score: {score.get('error')}") + (
         "\n\nWhere to look:\n"
         f"  quarantine: {settings.workdir / 'lake' / 'quarantine'} (one Parquet file per landing file)\n"
         f"  bronze:     {settings.workdir / 'lake' / 'bronze'}\n"
         f"  data docs:  {ingest.get('data_docs')}\n"
         f"  panel:      {features['panel_dir']}\n"
+        f"  published:  {settings.workdir / 'published'} (Delta: scores, limits, watchlist, collections, runs)\n"
         f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
     _emit(summary, args.json, human)
@@ -258,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"generate": _cmd_generate, "ingest": _cmd_ingest, "features": _cmd_features,
-                "train": _cmd_train, "demo": _cmd_demo}
+                "train": _cmd_train, "score": _cmd_score, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except ConfigError as e:
