@@ -55,10 +55,10 @@ def prepare(out: Path, customers: int, months: int) -> Path:
 
 
 def run_size(work: Path, repeats: int) -> dict:
-    from creditflow.core import schema
     from creditflow.core.paths import Paths
     from creditflow.features.panel import build_panel
-    from creditflow.flows.lake import Manifest, scan_bronze
+    from creditflow.flows.features import scan_panel_inputs
+    from creditflow.flows.lake import Manifest
 
     paths = Paths(work)
     ledger_files = Manifest(paths).bronze_files("ledger")
@@ -68,18 +68,10 @@ def run_size(work: Path, repeats: int) -> dict:
 
     n_ledger = plain_scan().select(pl.len()).collect().item()
 
-    def bronze(table, extra=()):
-        return scan_bronze(paths, table.name, table.names + list(extra))
-
     def build():
-        return build_panel(
-            ledger=bronze(schema.LEDGER),
-            customers=bronze(schema.CUSTOMERS, (schema.FILE_DATE, schema.SOURCE_FILE, schema.LINE_NUMBER)),
-            bureau=bronze(schema.BUREAU),
-            events=bronze(schema.BUREAU_EVENTS),
-            fx_rates=bronze(schema.FX_RATES),
-            base_currency="CNY",
-        )
+        inputs = scan_panel_inputs(paths)
+        return build_panel(ledger=inputs.ledger, customers=inputs.customers, bureau=inputs.bureau,
+                           events=inputs.events, fx_rates=inputs.fx_rates, base_currency="CNY")
 
     scans, panels, rows = [], [], 0
     for _ in range(repeats):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -50,14 +51,35 @@ def read_default_dates(paths: Paths) -> pl.DataFrame:
     return pl.read_parquet(paths.silver / DEFAULT_DATES_FILE)
 
 
-def _bronze(paths: Paths, table: schema.Table, *, required: bool) -> pl.LazyFrame | None:
-    lf = scan_bronze(paths, table.name, table.names + ([schema.FILE_DATE, schema.SOURCE_FILE, schema.LINE_NUMBER]
-                                                       if table is schema.CUSTOMERS else []))
-    if lf is None and required:
-        raise FileNotFoundError(
-            f"no accepted {table.name} rows in {paths.bronze(table.name)}: run `creditflow ingest` first"
-        )
-    return lf
+@dataclass(frozen=True)
+class PanelInputs:
+    """The committed bronze a panel is built from, as lazy scans of the contract columns."""
+
+    ledger: pl.LazyFrame
+    customers: pl.LazyFrame
+    bureau: pl.LazyFrame | None
+    events: pl.LazyFrame | None
+    fx_rates: pl.LazyFrame | None
+
+
+_CUSTOMER_LINEAGE = [schema.FILE_DATE, schema.SOURCE_FILE, schema.LINE_NUMBER]
+"""The customer master as of t needs the snapshot's file date (and order to break ties)."""
+
+
+def scan_panel_inputs(paths: Paths) -> PanelInputs:
+    """Scan every family the panel reads; ledger and customers are required, the rest optional."""
+
+    def scan(table: schema.Table, extra: list[str] | None = None) -> pl.LazyFrame | None:
+        return scan_bronze(paths, table.name, table.names + (extra or []))
+
+    ledger, customers = scan(schema.LEDGER), scan(schema.CUSTOMERS, _CUSTOMER_LINEAGE)
+    for table, lf in ((schema.LEDGER, ledger), (schema.CUSTOMERS, customers)):
+        if lf is None:
+            raise FileNotFoundError(
+                f"no accepted {table.name} rows in {paths.bronze(table.name)}: run `creditflow ingest` first"
+            )
+    return PanelInputs(ledger=ledger, customers=customers, bureau=scan(schema.BUREAU),
+                       events=scan(schema.BUREAU_EVENTS), fx_rates=scan(schema.FX_RATES))
 
 
 @task(name="build-panel", cache_policy=NO_CACHE)
@@ -66,12 +88,13 @@ def build_and_write_panel(workdir: str, as_of: str | None, base_currency: str, m
     """Build the panel from committed bronze and write it; returns a small summary."""
     t0 = time.perf_counter()
     paths = Paths(Path(workdir))
+    inputs = scan_panel_inputs(paths)
     result = build_panel(
-        ledger=_bronze(paths, schema.LEDGER, required=True),
-        customers=_bronze(paths, schema.CUSTOMERS, required=True),
-        bureau=_bronze(paths, schema.BUREAU, required=False),
-        events=_bronze(paths, schema.BUREAU_EVENTS, required=False),
-        fx_rates=_bronze(paths, schema.FX_RATES, required=False),
+        ledger=inputs.ledger,
+        customers=inputs.customers,
+        bureau=inputs.bureau,
+        events=inputs.events,
+        fx_rates=inputs.fx_rates,
         base_currency=base_currency,
         materiality_threshold=Decimal(materiality_threshold),
         as_of_dates=[date.fromisoformat(as_of)] if as_of else None,

@@ -50,8 +50,8 @@ from creditflow.features.ledger import AGING_COLUMNS, ledger_features
 from creditflow.features.panel import AS_OF_DATE, FX_TO_BASE, SALES_MONEY, limit_fx_to_base
 from creditflow.features.registry import get_feature
 from creditflow.flows import publish as pub
-from creditflow.flows.features import panel_dir, read_default_dates
-from creditflow.flows.lake import scan_bronze, write_json_atomic
+from creditflow.flows.features import panel_dir, read_default_dates, scan_panel_inputs
+from creditflow.flows.lake import write_json_atomic
 from creditflow.flows.tracking import ChampionNotFoundError, champion_version, load_champion
 from creditflow.models.scoring import build_scores
 from creditflow.models.train import PdModel
@@ -176,18 +176,9 @@ def read_defaulted(paths: Paths, as_of: date, base_currency: str) -> pl.DataFram
     if defaults.height == 0:
         return pl.DataFrame(schema=_DEFAULTED_SCHEMA)
     ids = defaults.get_column("customer_id").implode()
-    ledger = scan_bronze(paths, schema.LEDGER.name, schema.LEDGER.names)
-    if ledger is None:
-        raise FileNotFoundError(f"no committed ledger under {paths.bronze('ledger')}: run `creditflow ingest` first")
-    ledger = ledger.filter(pl.col("customer_id").is_in(ids) & (pl.col("document_date") <= as_of))
-    fx_rates = scan_bronze(paths, schema.FX_RATES.name, schema.FX_RATES.names)
-    customers = scan_bronze(
-        paths,
-        schema.CUSTOMERS.name,
-        [*schema.CUSTOMERS.names, schema.FILE_DATE, schema.SOURCE_FILE, schema.LINE_NUMBER],
-    )
-    if customers is None:
-        raise FileNotFoundError(f"no committed customer master under {paths.bronze('customers')}")
+    inputs = scan_panel_inputs(paths)
+    ledger = inputs.ledger.filter(pl.col("customer_id").is_in(ids) & (pl.col("document_date") <= as_of))
+    fx_rates, customers = inputs.fx_rates, inputs.customers
     grid = defaults.select("customer_id", pl.lit(as_of).alias(AS_OF_DATE))
     feats = ledger_features(ledger, fx_rates, grid, [as_of], base_currency=base_currency).collect()
     master = (
@@ -196,7 +187,7 @@ def read_defaulted(paths: Paths, as_of: date, base_currency: str) -> pl.DataFram
         .collect()
     )
     fx = limit_fx_to_base(fx_rates, [as_of], base_currency=base_currency).collect()
-    events = scan_bronze(paths, schema.BUREAU_EVENTS.name, schema.BUREAU_EVENTS.names)
+    events = inputs.events
     filed = (
         events.filter((pl.col("event_type") == BANKRUPTCY_FILING) & (pl.col("event_date") <= as_of))
         .select("registration_id")

@@ -15,32 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditflow.core import schema
-from creditflow.demo.generator import generate
 from creditflow.features.labels import HORIZON_DAYS, month_ends
 from creditflow.features.panel import build_panel
-from creditflow.validation.rules import apply_row_rules
-from creditflow.validation.staging import file_date_from_name, read_landing_file
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bronze(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pit")
-    generate(root, customers=80, months=30, seed=11, bad_rows=0.0)
-    frames = {}
-    for family, table in schema.INPUT_FAMILIES.items():
-        parts = []
-        for f in sorted((root / family).glob("*")):
-            parsed = apply_row_rules(read_landing_file(f, table), table)
-            assert parsed["reason_code"].null_count() == parsed.height, f
-            parts.append(parsed.select(table.names).with_columns(
-                pl.lit(file_date_from_name(f.name), dtype=pl.Date).alias(schema.FILE_DATE),
-                pl.lit(f.name).alias(schema.SOURCE_FILE),
-                parsed[schema.LINE_NUMBER],
-            ))
-        frames[family] = pl.concat(parts, how="vertical_relaxed")
-    return frames
+def bronze(tmp_path_factory, typed_world):
+    return typed_world(tmp_path_factory.mktemp("pit"), customers=80, months=30, seed=11)
 
 
 def _panel(frames, cut: date | None, as_of_dates):

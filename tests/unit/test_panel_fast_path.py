@@ -9,13 +9,10 @@ import polars as pl
 import pytest
 
 from creditflow.core import schema
-from creditflow.demo.generator import generate
 from creditflow.features import panel as panel_module
 from creditflow.features.labels import month_ends
 from creditflow.features.ledger import cash_application, invoice_entries_in_window
 from creditflow.features.panel import build_panel
-from creditflow.validation.rules import apply_row_rules
-from creditflow.validation.staging import file_date_from_name, read_landing_file
 
 D = date
 JAN_31, MAR_31 = D(2024, 1, 31), D(2024, 3, 31)
@@ -56,21 +53,8 @@ def test_invoice_entries_in_window_rejects_dates_outside_the_list():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fast")
-    generate(root, customers=40, months=20, seed=5, bad_rows=0.0)
-    frames = {}
-    for family, table in schema.INPUT_FAMILIES.items():
-        parts = []
-        for f in sorted((root / family).glob("*")):
-            parsed = apply_row_rules(read_landing_file(f, table), table)
-            parts.append(parsed.select(table.names).with_columns(
-                pl.lit(file_date_from_name(f.name), dtype=pl.Date).alias(schema.FILE_DATE),
-                pl.lit(f.name).alias(schema.SOURCE_FILE),
-                parsed[schema.LINE_NUMBER],
-            ))
-        frames[family] = pl.concat(parts, how="vertical_relaxed")
-    return frames
+def world(tmp_path_factory, typed_world):
+    return typed_world(tmp_path_factory.mktemp("fast"), customers=40, months=20, seed=5)
 
 
 def _build(frames):
