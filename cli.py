@@ -99,8 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--approx-reasons", action="store_true",
                     help="reason codes from XGBoost's approximate contributions (much faster on large runs)")
 
+    r = sub.add_parser(
+        "run", help="the whole chain: ingest, validate, features, train if needed, score, publish",
+        description="Run the chain end to end as one Prefect flow: ingest -> validate -> features -> train "
+        "(only when no champion exists, or with --retrain) -> score -> publish. Steps whose inputs did not "
+        "change since their last success are skipped, so a failed run resumes at the failed step and a "
+        "re-run on the same inputs does no work.")
+    _common(r)
+    r.add_argument("--as-of", dest="as_of", default=None, metavar="DATE",
+                   help="month end to score (default: the latest month end the data covers)")
+    r.add_argument("--trials", type=int, default=None, help="Optuna trials when training (default from config)")
+    r.add_argument("--retrain", action="store_true", help="train even if a champion exists (the gate decides)")
+    r.add_argument("--no-train", dest="no_train", action="store_true",
+                   help="never train (fail clearly when there is no champion)")
+
     d = sub.add_parser("demo", help="generate a demo world and run the whole chain on it",
-                       description="Generate a demo world into WORKDIR/landing (once) and run the chain.")
+                       description="Generate a demo world into WORKDIR/landing (once) and run the chain "
+                       "(`creditflow run`) on it, then say where to look at the results.")
     _common(d)
     d.add_argument("--customers", type=int, default=500)
     d.add_argument("--months", type=int, default=36)
@@ -237,6 +252,52 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_chain(settings: Settings, args: argparse.Namespace, *, train: str) -> tuple[int, dict[str, Any]]:
+    _embedded_defaults(settings)
+    from creditflow.flows.run import RunInputError, check_run_args, run_flow
+
+    try:
+        check_run_args(getattr(args, "as_of", None), train, args.trials)
+    except RunInputError as e:
+        raise ValueError(str(e)) from None
+    state = run_flow(
+        workdir=str(settings.workdir), landing=str(settings.landing_root), as_of=getattr(args, "as_of", None),
+        trials=args.trials, train=train, config_file=str(args.config) if args.config else None, return_state=True,
+    )
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise summary
+    return (0 if state.is_completed() else 1), summary
+
+
+def _where_to_look(settings: Settings, summary: dict[str, Any]) -> str:
+    work = settings.workdir
+    docs = (summary.get("ingest") or {}).get("data_docs") or work / "data_docs"
+    return (
+        "\nWhere to look:\n"
+        f"  quarantine: {work / 'lake' / 'quarantine'} (one Parquet file per landing file, with reason codes)\n"
+        f"  data docs:  {docs}\n"
+        f"  panel:      {(summary.get('features') or {}).get('panel_dir', work / 'lake' / 'features')}\n"
+        f"  published:  {work / 'published'} (Delta: scores, limits, watchlist, collections, runs)\n"
+        f"              e.g. python -c \"import polars as pl; print(pl.read_delta('{work / 'published' / 'scores'}'))\"\n"
+        f"  run log:    {work / 'runs'}\n"
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}\n"
+        f"  Prefect UI: PREFECT_HOME={os.environ.get('PREFECT_HOME', work / 'prefect')} .venv/bin/prefect server start"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.retrain and args.no_train:
+        raise ValueError("--retrain and --no-train contradict each other")
+    settings = _settings(args)
+    train = "always" if args.retrain else "never" if args.no_train else "auto"
+    from creditflow.flows.run import format_run
+
+    code, summary = _run_chain(settings, args, train=train)
+    _emit(summary, args.json, format_run(summary))
+    return code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     landing = settings.landing_root
@@ -251,45 +312,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"generated a demo world of {args.customers} customers x {args.months} months in {landing}")
     elif not args.json:
         print(f"using the existing landing folder {landing}")
-    _, ingest = _run_ingest(settings, args.json)
-    if not args.json:
-        print(format_ingest(ingest))
-        print("  (the demo injects bad rows and bad files on purpose: they are in quarantine, and the run "
-              "reports them as problems for the operator)\n")
-    code, features = _run_features(settings, None)
-    if not args.json:
-        print(format_features(features) + "\n")
-    from creditflow.flows.train import format_train, run_train
+    from creditflow.flows.run import format_run
 
-    train_code, train = run_train(settings, trials=args.trials)
-    code = max(code, train_code)
-    if not args.json:
-        print(format_train(train) + "\n")
-    from creditflow.flows.score import format_score, run_score
-
-    score_code, score = run_score(settings, features["last_as_of"])
-    code = max(code, score_code)
-    summary = {"command": "demo", "generated": generated, "ingest": ingest, "features": features, "train": train,
-               "score": score}
-    human = (format_score(score) if score_code != 2 else f"score: {score.get('error')}") + (
-        "\n\nWhere to look:\n"
-        f"  quarantine: {settings.workdir / 'lake' / 'quarantine'} (one Parquet file per landing file)\n"
-        f"  bronze:     {settings.workdir / 'lake' / 'bronze'}\n"
-        f"  data docs:  {ingest.get('data_docs')}\n"
-        f"  panel:      {features['panel_dir']}\n"
-        f"  published:  {settings.workdir / 'published'} (Delta: scores, limits, watchlist, collections, runs)\n"
-        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
-    )
-    _emit(summary, args.json, human)
+    code, run = _run_chain(settings, args, train="auto")
+    summary = {"command": "demo", "generated": generated, "run": run}
+    if not args.json and run.get("problems") and not run.get("error"):
+        print("(the demo injects bad rows and bad files on purpose: they are in quarantine, and the run "
+              "reports them as problems for the operator)")
+    _emit(summary, args.json, format_run(run) + "\n" + _where_to_look(settings, run))
     # Injected bad files are expected in the demo: success means the chain ran to its end.
-    return code
+    return 1 if run.get("error") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"generate": _cmd_generate, "ingest": _cmd_ingest, "features": _cmd_features,
-                "train": _cmd_train, "score": _cmd_score, "demo": _cmd_demo}
+                "train": _cmd_train, "score": _cmd_score, "run": _cmd_run, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except ConfigError as e:
