@@ -267,9 +267,22 @@ def execute(
         logger.info("step %s: skipped (%s)", step, why)
         return rec["summary"] if rec else {}
 
-    def ran(step: str, t: float, result: dict[str, Any], status: str = "ran") -> None:
+    def ran(step: str, t: float, status: str = "ran") -> None:
         steps[step] = {"status": status, "seconds": round(time.perf_counter() - t, 2)}
         logger.info("step %s: %s in %.1f s", step, status, steps[step]["seconds"])
+
+    def run_step(step: str, fingerprint: str, call: Callable[[], Any], brief: Callable[[dict], dict]) -> dict:
+        """Run one subflow; record its fingerprint and brief summary when it completes."""
+        t = time.perf_counter()
+        state = call()
+        result = state.result(raise_on_failure=False)
+        if isinstance(result, BaseException) or not state.is_completed():
+            raise StepFailed(step, f"{type(result).__name__}: {result}" if isinstance(result, BaseException)
+                             else str(state.message or result))
+        out = brief(result)
+        ran(step, t)
+        write_record(paths, step, fingerprint, out)
+        return out
 
     try:
         # ---- ingest (+ Great Expectations validation) --------------------------------------
@@ -290,7 +303,7 @@ def execute(
             if isinstance(ingest, BaseException) or not isinstance(ingest, dict) or "totals" not in ingest:
                 raise StepFailed("ingest", f"{ingest}")
             problems.extend(ingest["problems"])
-            ran("ingest", t, ingest, "ran" if state.is_completed() else "ran with problems")
+            ran("ingest", t, "ran" if state.is_completed() else "ran with problems")
             ingest = {**ingest, "new_in_this_run": True}
             # The post-ingest state is what the next run compares with.
             fp_after = digest({"landing": landing_listing(settings.landing_root), "lake": manifest_entries(paths),
@@ -309,15 +322,9 @@ def execute(
         else:
             from creditflow.flows.features import features_flow
 
-            t = time.perf_counter()
-            state = features_flow(workdir=str(settings.workdir), as_of=None, config_file=config_file,
-                                  return_state=True)
-            features = state.result(raise_on_failure=False)
-            if isinstance(features, BaseException) or not state.is_completed():
-                raise StepFailed("features", f"{features}")
-            features = _features_brief(features)
-            ran("features", t, features)
-            write_record(paths, "features", fp_features, features)
+            features = run_step("features", fp_features, lambda: features_flow(
+                workdir=str(settings.workdir), as_of=None, config_file=config_file, return_state=True),
+                _features_brief)
         summary["features"] = features
 
         # ---- train --------------------------------------------------------------------------
@@ -335,15 +342,9 @@ def execute(
         else:
             from creditflow.flows.train import train_flow
 
-            t = time.perf_counter()
-            state = train_flow(workdir=str(settings.workdir), trials=trials,
-                               settings=settings.model_dump(mode="json"), return_state=True)
-            result = state.result(raise_on_failure=False)
-            if isinstance(result, BaseException) or not state.is_completed():
-                raise StepFailed("train", f"{result}")
-            train_summary = _train_brief(result)
-            ran("train", t, train_summary)
-            write_record(paths, "train", fp_train, train_summary)
+            train_summary = run_step("train", fp_train, lambda: train_flow(
+                workdir=str(settings.workdir), trials=trials, settings=settings.model_dump(mode="json"),
+                return_state=True), _train_brief)
             champion = champion_info(settings)
         summary["train"] = train_summary
         summary["champion"] = champion
@@ -371,14 +372,9 @@ def execute(
             else:
                 from creditflow.flows.score import score_flow
 
-                t = time.perf_counter()
-                state = score_flow(as_of=score_as_of, settings=settings.model_dump(mode="json"), return_state=True)
-                result = state.result(raise_on_failure=False)
-                if isinstance(result, BaseException) or not state.is_completed():
-                    raise StepFailed("score", f"{type(result).__name__}: {result}")
-                scored = _score_brief(result)
-                ran("score", t, scored)
-                write_record(paths, "score", fp_score, scored)
+                scored = run_step("score", fp_score, lambda: score_flow(
+                    as_of=score_as_of, settings=settings.model_dump(mode="json"), return_state=True),
+                    _score_brief)
             summary["score"] = scored
     except StepFailed as e:
         steps[e.step] = {"status": "failed", "error": str(e).split(": ", 1)[1]}
