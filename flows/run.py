@@ -385,7 +385,7 @@ def execute(
         logger.error("run failed at step %s", str(e))
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     write_json_atomic(summary, paths.runs / f"run-{started.replace(':', '')}-{run_id[:8]}.json")
-    logger.info("run %s: %s", run_id[:8], one_line(summary))
+    logger.info("run summary\n%s", format_run(summary))
     if "error" in summary:
         return Failed(message=summary["error"], data=summary)
     if problems:
