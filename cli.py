@@ -151,8 +151,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _run_ingest(settings: Settings, as_json: bool) -> tuple[int, dict[str, Any]]:
     _embedded_defaults(settings)
     from creditflow.flows.ingest import ingest_flow
+    from creditflow.flows.runner import run_with_runner
 
-    state = ingest_flow(workdir=str(settings.workdir), landing=str(settings.landing_root), return_state=True)
+    state = run_with_runner(ingest_flow, settings, settings=settings.model_dump(mode="json"), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary
@@ -191,8 +192,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _run_features(settings: Settings, as_of: str | None) -> tuple[int, dict[str, Any]]:
     _embedded_defaults(settings)
     from creditflow.flows.features import features_flow
+    from creditflow.flows.runner import run_with_runner
 
-    state = features_flow(workdir=str(settings.workdir), as_of=as_of, return_state=True)
+    state = run_with_runner(features_flow, settings, as_of=as_of, settings=settings.model_dump(mode="json"),
+                            return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise summary

@@ -10,6 +10,15 @@ Reads like a table of contents:
    manifest record;
 4. build the Data Docs site and write the run summary.
 
+On a Dask task runner (``runner: dask``, see ``flows.runner``) step 3 is split: every
+new file's read and row rules (the per-file work) run as parallel ``stage-files`` tasks
+(contiguous batches of files) on the workers, their parsed rows parked as Parquet under ``state/staging/``; the rest
+of step 3 (cross-file rules, GX, writes, manifest) runs in the flow process one file at
+a time in the same order as above, so bronze, quarantine, manifest and Data Docs are
+exactly those of the sequential run (ledger rows see the same customers and the same
+earlier ledger files; the Data Docs site is built from the one validator that saw every
+batch).
+
 The flow ends ``Completed`` when every file was accepted (possibly with quarantined
 rows under the warning rate) and ``Failed`` (with the same summary) when a file
 was rejected, failed critical validation, or quarantined more than the configured
@@ -18,11 +27,13 @@ share of its rows: the operator has something to look at, and nothing was lost.
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +61,7 @@ from creditflow.flows.lake import (
     write_parquet_atomic,
     write_parquet_pending,
 )
+from creditflow.flows.runner import dask_active, dask_worker_threads
 from creditflow.validation.rules import apply_cross_file_rules, apply_row_rules, split_routed
 from creditflow.validation.staging import (
     FileRejected,
@@ -60,6 +72,9 @@ from creditflow.validation.staging import (
 )
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".txt")
+STAGE_BATCHES_PER_THREAD = 4
+"""On Dask, new files are staged in up to this many contiguous batches per worker thread:
+few enough that task overhead stays small, enough that commits start early."""
 
 
 def discover_landing_files(landing: Path) -> dict[str, list[Path]]:
@@ -105,34 +120,85 @@ def ingest_file(
     as a dict (small: safe to pass between tasks).
     """
     t0 = time.perf_counter()
-    paths = Paths(Path(workdir))
-    table = schema.INPUT_FAMILIES[family]
-    src = Path(path)
-    rel = src.relative_to(landing).as_posix()
-    ingested_ts = datetime.fromisoformat(ingested_at)
-    file_date = file_date_from_name(src.name) or ingested_ts.date()
-    common = dict(family=family, source_file=rel, file_sha256=file_sha256, size_bytes=src.stat().st_size,
-                  file_date=file_date.isoformat(), ingested_at=ingested_at, run_id=run_id)
-    manifest = Manifest(paths)
+    job = _FileJob(path, family, file_sha256, landing, workdir, ingested_at, run_id)
+    parsed = _stage(job)
+    if isinstance(parsed, FileRejected):
+        return _commit_rejected(job, parsed, t0)
+    return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
+
+
+@dataclass(frozen=True)
+class _FileJob:
+    """One new landing file of this run and where its outputs go."""
+
+    path: str
+    family: str
+    file_sha256: str
+    landing: str
+    workdir: str
+    ingested_at: str
+    run_id: str
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(Path(self.workdir))
+
+    @property
+    def table(self) -> schema.Table:
+        return schema.INPUT_FAMILIES[self.family]
+
+    @property
+    def rel(self) -> str:
+        return Path(self.path).relative_to(self.landing).as_posix()
+
+    @property
+    def ingested_ts(self) -> datetime:
+        return datetime.fromisoformat(self.ingested_at)
+
+    @property
+    def file_date(self) -> date:
+        return file_date_from_name(Path(self.path).name) or self.ingested_ts.date()
+
+    def common(self) -> dict[str, Any]:
+        return dict(family=self.family, source_file=self.rel, file_sha256=self.file_sha256,
+                    size_bytes=Path(self.path).stat().st_size, file_date=self.file_date.isoformat(),
+                    ingested_at=self.ingested_at, run_id=self.run_id)
+
+
+def _stage(job: _FileJob) -> pl.DataFrame | FileRejected:
+    """Read the file as text and apply the row rules: what one file decides on its own."""
+    paths = job.paths
     tmp_dir = paths.state / "tmp"  # GB18030 files are transcoded here, next to the lake, not in /tmp
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    src = Path(job.path)
     try:
-        raw = read_landing_file(src, table, temp_dir=tmp_dir)
+        raw = read_landing_file(src, job.table, temp_dir=tmp_dir)
     except FileRejected as rejected:
-        record_df = file_rejection_record(rejected, family=family, source_file=rel, file_sha256=file_sha256,
-                                          ingested_at=ingested_ts)
-        write_parquet_atomic(record_df, quarantine_path(paths, family, file_sha256))
-        record = FileRecord(**common, status=STATUS_REJECTED, rows_read=0, rows_accepted=0, rows_quarantined=0,
-                            reason_counts={rejected.reason_code: 1}, message=rejected.message,
-                            seconds=round(time.perf_counter() - t0, 3))
-        manifest.commit(record)
-        return record.to_dict()
+        return rejected
+    return apply_row_rules(raw, job.table, trimmed=values_are_trimmed(src))
 
-    parsed = apply_row_rules(raw, table, trimmed=values_are_trimmed(src))
-    del raw
+
+def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float) -> dict[str, Any]:
+    paths = job.paths
+    record_df = file_rejection_record(rejected, family=job.family, source_file=job.rel,
+                                      file_sha256=job.file_sha256, ingested_at=job.ingested_ts)
+    write_parquet_atomic(record_df, quarantine_path(paths, job.family, job.file_sha256))
+    record = FileRecord(**job.common(), status=STATUS_REJECTED, rows_read=0, rows_accepted=0, rows_quarantined=0,
+                        reason_counts={rejected.reason_code: 1}, message=rejected.message,
+                        seconds=round(time.perf_counter() - t0, 3))
+    Manifest(paths).commit(record)
+    return record.to_dict()
+
+
+def _commit_parsed(job: _FileJob, parsed: pl.DataFrame, docs_dir: str | None, base_currency: str,
+                   t0: float) -> dict[str, Any]:
+    """Cross-file rules, GX validation, bronze + quarantine, then the manifest record (last)."""
+    paths = job.paths
+    family, file_sha256, rel, table = job.family, job.file_sha256, job.rel, job.table
+    manifest = Manifest(paths)
     parsed = apply_cross_file_rules(parsed, table, **_cross_file_context(paths, family))
-    route = dict(family=family, source_file=rel, file_sha256=file_sha256, file_date=file_date,
-                 ingested_at=ingested_ts)
+    route = dict(family=family, source_file=rel, file_sha256=file_sha256, file_date=job.file_date,
+                 ingested_at=job.ingested_ts)
     accepted, quarantined = split_routed(parsed, table, **route)
     rows_read = parsed.height
     validation, message, pending = None, None, None
@@ -167,7 +233,7 @@ def ingest_file(
     else:
         status = STATUS_ACCEPTED if quarantined.height == 0 else STATUS_PARTIAL
     record = FileRecord(
-        **common,
+        **job.common(),
         status=status,
         rows_read=rows_read,
         rows_accepted=accepted.height,
@@ -179,6 +245,56 @@ def ingest_file(
     )
     manifest.commit(record)
     return record.to_dict()
+
+
+# ------------------------------------------------------------------ Dask: parallel staging
+
+def _staged_path(job: _FileJob) -> Path:
+    return job.paths.state / "staging" / job.run_id / f"{job.file_sha256}.parquet"
+
+
+def _stage_one(job: _FileJob) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    parsed = _stage(job)
+    if isinstance(parsed, FileRejected):
+        # FileRejected does not pickle (its args are not its constructor's): send its fields.
+        rejected = {"reason_code": parsed.reason_code, "message": parsed.message, "preview": parsed.preview}
+        return {"rejected": rejected, "seconds": time.perf_counter() - t0}
+    out = _staged_path(job)
+    # No compression: the file is read back once, by the commit a few seconds later.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parsed.write_parquet(out, compression="uncompressed", statistics=False)
+    return {"staged": str(out), "seconds": time.perf_counter() - t0}
+
+
+@task(name="stage-files", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=2)
+def stage_files(jobs: list[_FileJob]) -> list[dict[str, Any]]:
+    """On a worker: read a batch of files and apply their row rules; each file's parsed rows go
+    to a staging Parquet file under the workdir (never through Prefect results). Returns, per
+    file, that path, or the rejection (reason code, message) of a file that cannot be read."""
+    return [_stage_one(job) for job in jobs]
+
+
+def _batches(jobs: list[Any], n: int) -> list[list[Any]]:
+    """``jobs`` in ``n`` (or fewer) contiguous batches of near-equal size, order kept."""
+    size = -(-len(jobs) // max(1, n)) if jobs else 1
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+@task(name="commit-file", cache_policy=NO_CACHE, persist_result=False)
+def commit_staged_file(job: _FileJob, staged: dict[str, Any], docs_dir: str | None,
+                       base_currency: str) -> dict[str, Any]:
+    """In the flow process, in ingest order: cross-file rules, GX, bronze/quarantine, manifest."""
+    t0 = time.perf_counter() - staged["seconds"]
+    if "rejected" in staged:
+        r = staged["rejected"]
+        return _commit_rejected(job, FileRejected(r["reason_code"], r["message"], preview=r["preview"]), t0)
+    path = Path(staged["staged"])
+    parsed = pl.read_parquet(path)
+    try:
+        return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _validate_while_writing(validator: GxValidator, accepted: pl.DataFrame, table: schema.Table,
@@ -217,12 +333,22 @@ def ingest_flow(
     workdir: str = "creditflow-work",
     landing: str | None = None,
     config_file: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Ingest every new landing file into bronze/quarantine and validate it."""
+    """Ingest every new landing file into bronze/quarantine and validate it.
+
+    ``settings``: complete settings as a dict (what the command line loaded); when given,
+    ``workdir``, ``landing`` and ``config_file`` are not read. On a Dask task runner
+    (``flows.runner``) files are staged in parallel and committed in ingest order.
+    """
     logger = get_run_logger()
-    settings = load_settings(Path(config_file) if config_file else None, workdir=Path(workdir),
-                             landing=Path(landing) if landing else None)
-    return _ingest(settings, logger)
+    s = (
+        Settings.model_validate(settings)
+        if settings is not None
+        else load_settings(Path(config_file) if config_file else None, workdir=Path(workdir),
+                           landing=Path(landing) if landing else None)
+    )
+    return _ingest(s, logger)
 
 
 def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
@@ -242,6 +368,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     seen_this_run: set[str] = set()
+    jobs: list[tuple[int, _FileJob]] = []
     done = 0
     for family, files in found.items():
         for f in files:
@@ -252,19 +379,47 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
                 skipped.append({"family": family, "source_file": rel, "file_sha256": sha})
                 continue
             seen_this_run.add(sha)
-            rec = ingest_file(str(f), family, sha, str(landing), str(paths.workdir), ingested_at, run_id,
-                              str(docs_dir) if docs_dir else None, settings.base_currency)
+            jobs.append((done, _FileJob(str(f), family, sha, str(landing), str(paths.workdir), ingested_at, run_id)))
+    docs = str(docs_dir) if docs_dir else None
+    staging_dir = paths.state / "staging" / run_id
+    stage_batches = 0
+    try:
+        on_dask = dask_active()
+        staged: list[Any] = []
+        if on_dask:
+            # The files' reads and row rules run on the workers, in contiguous batches (a task per
+            # file costs more than a small file); the commits (cross-file rules, GX, bronze,
+            # manifest) follow here one by one in ingest order, exactly as sequentially, each as
+            # soon as its batch is staged.
+            batches = _batches([job for _, job in jobs], STAGE_BATCHES_PER_THREAD * dask_worker_threads())
+            logger.info("ingest: staging %d files on Dask in %d batches, committing them in ingest order",
+                        len(jobs), len(batches))
+            futures = [stage_files.submit(batch) for batch in batches]
+            stage_batches = len(batches)
+            staged = [(f, k) for f, batch in zip(futures, batches, strict=True) for k in range(len(batch))]
+        for i, (n, job) in enumerate(jobs):
+            if on_dask:
+                future, k = staged[i]
+                rec = commit_staged_file(job, future.result()[k], docs, settings.base_currency)
+            else:
+                rec = ingest_file(job.path, job.family, job.file_sha256, job.landing, job.workdir, ingested_at,
+                                  run_id, docs, settings.base_currency)
             records.append(rec)
             logger.info(
                 "[%d/%d] %s %s: read %d, accepted %d, quarantined %d (%s)",
-                done, total, family, rel, rec["rows_read"], rec["rows_accepted"], rec["rows_quarantined"],
+                n, total, job.family, job.rel, rec["rows_read"], rec["rows_accepted"], rec["rows_quarantined"],
                 rec["status"],
             )
+    finally:
+        if staging_dir.is_dir():
+            shutil.rmtree(staging_dir, ignore_errors=True)
     docs_index = None
     if docs_dir is not None and records:
         docs_index = str(GxValidator.shared(docs_dir, base_currency=settings.base_currency).build_docs())
 
     summary = _summary(settings, run_id, ingested_at, records, skipped, docs_index, time.perf_counter() - t0)
+    if stage_batches:
+        summary["dask_stage_batches"] = stage_batches
     write_json_atomic(summary, paths.runs / f"ingest-{ingested_at[:19].replace(':', '')}-{run_id[:8]}.json")
     problems = summary["problems"]
     if problems:

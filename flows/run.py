@@ -226,7 +226,7 @@ def run_flow(
         Path(config_file) if config_file else None, workdir=Path(workdir),
         landing=Path(landing) if landing else None,
     )
-    return execute(settings, as_of=as_of, trials=trials, train=train, score=score, config_file=config_file)
+    return execute(settings, as_of=as_of, trials=trials, train=train, score=score)
 
 
 def check_run_args(as_of: str | None, train: str, trials: int | None) -> None:
@@ -244,10 +244,25 @@ def check_run_args(as_of: str | None, train: str, trials: int | None) -> None:
 
 def execute(
     settings: Settings, *, as_of: str | None = None, trials: int | None = None, train: str = "auto",
-    score: bool = True, config_file: str | None = None,
+    score: bool = True,
 ) -> dict[str, Any] | Failed:
-    """The body of :func:`run_flow` (inside a flow run); returns the run summary or a Failed state carrying it."""
+    """The body of :func:`run_flow` (inside a flow run); returns the run summary or a Failed state carrying it.
+
+    With ``runner: dask`` and no scheduler address, one LocalCluster serves every step.
+    """
     check_run_args(as_of, train, trials)
+    from creditflow.flows.runner import dask_cluster
+
+    with dask_cluster(settings) as on_cluster:
+        return _execute(on_cluster, as_of=as_of, trials=trials, train=train, score=score)
+
+
+def _execute(
+    settings: Settings, *, as_of: str | None, trials: int | None, train: str, score: bool
+) -> dict[str, Any] | Failed:
+    from creditflow.flows.runner import with_runner
+
+    as_dict = settings.model_dump(mode="json")
     logger = get_run_logger()
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex
@@ -297,8 +312,7 @@ def execute(
             from creditflow.flows.ingest import ingest_flow
 
             t = time.perf_counter()
-            state = ingest_flow(workdir=str(settings.workdir), landing=str(settings.landing_root),
-                                config_file=config_file, return_state=True)
+            state = with_runner(ingest_flow, settings)(settings=as_dict, return_state=True)
             ingest = state.result(raise_on_failure=False)
             if isinstance(ingest, BaseException) or not isinstance(ingest, dict) or "totals" not in ingest:
                 raise StepFailed("ingest", f"{ingest}")
@@ -322,9 +336,8 @@ def execute(
         else:
             from creditflow.flows.features import features_flow
 
-            features = run_step("features", fp_features, lambda: features_flow(
-                workdir=str(settings.workdir), as_of=None, config_file=config_file, return_state=True),
-                _features_brief)
+            features = run_step("features", fp_features, lambda: with_runner(features_flow, settings)(
+                as_of=None, settings=as_dict, return_state=True), _features_brief)
         summary["features"] = features
 
         # ---- train --------------------------------------------------------------------------
@@ -342,9 +355,8 @@ def execute(
         else:
             from creditflow.flows.train import train_flow
 
-            train_summary = run_step("train", fp_train, lambda: train_flow(
-                workdir=str(settings.workdir), trials=trials, settings=settings.model_dump(mode="json"),
-                return_state=True), _train_brief)
+            train_summary = run_step("train", fp_train, lambda: with_runner(train_flow, settings)(
+                trials=trials, settings=as_dict, return_state=True), _train_brief)
             champion = champion_info(settings)
         summary["train"] = train_summary
         summary["champion"] = champion
@@ -372,9 +384,8 @@ def execute(
             else:
                 from creditflow.flows.score import score_flow
 
-                scored = run_step("score", fp_score, lambda: score_flow(
-                    as_of=score_as_of, settings=settings.model_dump(mode="json"), return_state=True),
-                    _score_brief)
+                scored = run_step("score", fp_score, lambda: with_runner(score_flow, settings)(
+                    as_of=score_as_of, settings=as_dict, return_state=True), _score_brief)
             summary["score"] = scored
     except StepFailed as e:
         steps[e.step] = {"status": "failed", "error": str(e).split(": ", 1)[1]}

@@ -12,6 +12,10 @@
    when the new version beats it and the scorecard and is calibrated within the bound;
 6. model card and run summary (``WORKDIR/runs/train-*.json``).
 
+On a Dask task runner (``runner: dask``, see ``flows.runner``) step 3 boosts on the
+flow's Dask cluster through ``xgboost.dask`` (``models.train``: trials stay sequential
+and unpruned; the model is within a stated tolerance of the local one, not identical).
+
 ``run_train`` / ``format_train`` are what the command line calls.
 """
 
@@ -48,6 +52,7 @@ from creditflow.features.registry import (
 from creditflow.flows import tracking
 from creditflow.flows.features import scan_panel
 from creditflow.flows.lake import write_json_atomic
+from creditflow.flows.runner import dask_scheduler_address, with_runner
 from creditflow.models.split import SplitConfig, SplitError, split_windows
 from creditflow.models.train import TrainingResult, TuningConfig, train_pd_model
 from creditflow.policy.policy import load_policy
@@ -284,7 +289,19 @@ def fit_task(
     band_edges: list[float],
     seed: int,
     trial_logger: tracking.TrialLogger,
+    dask_address: str | None = None,
 ) -> TrainingResult:
+    """Train in the flow process; with ``dask_address`` the boosting runs on that Dask cluster."""
+    if dask_address is None:
+        return _fit(data, tuning, band_edges, seed, trial_logger, None)
+    from distributed import Client
+
+    with Client(dask_address, set_as_default=False) as client:
+        return _fit(data, tuning, band_edges, seed, trial_logger, client)
+
+
+def _fit(data: TrainingTable, tuning: TuningConfig, band_edges: list[float], seed: int,
+         trial_logger: tracking.TrialLogger, client: Any | None) -> TrainingResult:
     return train_pd_model(
         data.frame,
         target=data.target,
@@ -297,6 +314,7 @@ def fit_task(
         band_edges=band_edges,
         seed=seed,
         on_trial=trial_logger,
+        dask_client=client,
     )
 
 
@@ -374,6 +392,7 @@ def train_flow(
     ``settings``: complete settings as a dict (what the command line loaded); when
     given, ``workdir`` and ``config_file`` are not read. ``model_name``: default
     ``train.model_name``. ``features``: a subset of the feature set / table columns.
+    On a Dask task runner (``flows.runner``) XGBoost trains through ``xgboost.dask``.
     """
     s = (
         Settings.model_validate(settings)
@@ -435,7 +454,8 @@ def _train(
     )
     try:
         trial_logger = tracking.TrialLogger(uri, experiment_id, run_id)
-        result = fit_task(data, tuning, band_edges, cfg.seed, trial_logger)
+        # On a Dask task runner: boost on its cluster (None: locally, as always).
+        result = fit_task(data, tuning, band_edges, cfg.seed, trial_logger, dask_scheduler_address())
         test = holdout_window(data, cfg.seed)
         context = {
             "target": data.target,
@@ -605,7 +625,7 @@ def run_train(
             raise TrainingInputError("--target and --time-column apply to --table trainings")
     except TrainingInputError as e:
         return 2, {**base, "error": str(e)}
-    state = train_flow(
+    state = with_runner(train_flow, settings)(
         workdir=str(settings.workdir),
         trials=trials,
         timeout=timeout,
