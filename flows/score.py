@@ -15,6 +15,11 @@
 7. publish the four tables (one partition replace per table) and the run record;
    write the run summary.
 
+On a Dask task runner (``runner: dask``, see ``flows.runner``) step 3 runs in chunks of
+observations on the workers (prediction and TreeSHAP contributions are the cost); the
+chunks' scores come back as Parquet under ``state/score/<run>/`` and are concatenated in
+order, so the tables are those of the sequential run.
+
 ``run_score`` / ``format_score`` are what the command line calls.
 """
 
@@ -26,6 +31,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import math
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,8 +59,10 @@ from creditflow.features.registry import get_feature
 from creditflow.flows import publish as pub
 from creditflow.flows.features import panel_dir, read_default_dates, scan_panel_inputs
 from creditflow.flows.lake import write_json_atomic
+from creditflow.flows.runner import dask_active, dask_worker_threads, with_runner
 from creditflow.flows.tracking import ChampionNotFoundError, champion_version, load_champion
 from creditflow.models.scoring import build_scores
+from creditflow.models.scoring import contributions as tree_contributions
 from creditflow.models.train import PdModel
 from creditflow.policy.collections import BANKRUPTCY_COLUMN, build_collections
 from creditflow.policy.limits import recommend_limits
@@ -234,11 +243,14 @@ def score_observations(
 ) -> pl.DataFrame:
     """The ``scores`` table: calibrated PD, points, grade, and reason codes from the model's contributions.
 
-    Contributions are exact TreeSHAP (``PdModel.contributions``) by default. Exact TreeSHAP
-    costs ~ trees x leaves x depth^2 per row (a tuned 985-tree depth-6 model: ~9 ms per row
-    on 2 cores, hours for 1M customers); ``approx_reasons`` uses XGBoost's approximate
-    (Saabas) path contributions instead, ~100x faster, same sign convention, but the
-    ranking of close features can differ from SHAP.
+    Contributions are exact TreeSHAP by default, computed by
+    :func:`creditflow.models.scoring.contributions` (bit-identical to XGBoost's
+    ``pred_contribs``; each shallow tree is evaluated once per decision pattern instead of
+    once per row: the tuned 545-tree depth-2 model costs ~8 cpu-s per 1M customers). Deep
+    trees (more than 16 splits) fall back to XGBoost's own call, ~1 h cpu per 1M customers
+    for hundreds of depth-6 trees; ``approx_reasons`` then uses XGBoost's approximate
+    (Saabas) path contributions instead, same sign convention, but the ranking of close
+    features can differ from SHAP.
     """
     missing = [f for f in model.spec.features if f not in observations.columns]
     if missing:
@@ -250,7 +262,7 @@ def score_observations(
     # One design matrix for both predictions (PdModel.predict_pd / .contributions would build it twice).
     dmatrix = model.spec.dmatrix(observations)
     pd_12m = model.calibrator.apply(model.booster.predict(dmatrix).astype(np.float64))
-    contributions = model.booster.predict(dmatrix, pred_contribs=True, approx_contribs=approx_reasons)
+    contributions = tree_contributions(model.booster, dmatrix, approx=approx_reasons)
     frame = observations.select(AS_OF_DATE, "customer_id").with_columns(pl.Series("pd_12m", pd_12m))
     return build_scores(
         frame, contributions, policy, model_name=model_name, model_version=model_version, run_id=run_id,
@@ -380,6 +392,43 @@ def score_task(observations, model, policy, model_name, model_version, run_id, a
     )
 
 
+@task(name="score-chunk", cache_policy=NO_CACHE, persist_result=False)
+def score_chunk_task(chunk_file: str, model, policy, model_name, model_version, run_id, approx_reasons,
+                     out_file: str) -> str:
+    """On a worker: the scores of one chunk of observations (predict + contributions), written to
+    ``out_file``; returns its path (frames never travel through Prefect results)."""
+    scores = score_observations(
+        pl.read_parquet(chunk_file), model, policy, model_name=model_name, model_version=model_version,
+        run_id=run_id, approx_reasons=approx_reasons,
+    )
+    scores.write_parquet(out_file, compression="uncompressed", statistics=False)
+    return out_file
+
+
+def score_chunks_on_dask(observations: pl.DataFrame, model, policy, model_name: str, model_version: str,
+                         run_id: str, approx_reasons: bool, work: Path, chunks: int) -> pl.DataFrame:
+    """The ``scores`` table computed in ``chunks`` contiguous slices of the observations (sorted by
+    customer_id), one task each on the Dask workers, concatenated in order: the same rows as
+    :func:`score_observations` on the whole frame (every score, grade and reason of a row depends
+    on that row only, and the result is sorted by as_of_date, customer_id)."""
+    if not isinstance(chunks, int) or chunks < 1:
+        raise ValueError(f"chunks must be a positive integer; got {chunks!r}")
+    if observations.height == 0:
+        return score_observations(observations, model, policy, model_name=model_name,
+                                  model_version=model_version, run_id=run_id, approx_reasons=approx_reasons)
+    size = math.ceil(observations.height / chunks)
+    work.mkdir(parents=True, exist_ok=True)
+    futures = []
+    for k, offset in enumerate(range(0, observations.height, size)):
+        chunk_file = work / f"observations-{k:04d}.parquet"
+        observations.slice(offset, size).write_parquet(chunk_file, compression="uncompressed", statistics=False)
+        futures.append(score_chunk_task.submit(
+            str(chunk_file), model, policy, model_name, model_version, run_id, approx_reasons,
+            str(work / f"scores-{k:04d}.parquet"),
+        ))
+    return pl.concat([pl.read_parquet(f.result()) for f in futures])
+
+
 @task(name="read-previous", cache_policy=NO_CACHE, persist_result=False)
 def previous_task(workdir: str, as_of: date) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     paths = Paths(Path(workdir))
@@ -418,7 +467,8 @@ def score_flow(
 
     ``settings``: complete settings as a dict (what the command line loaded); when given,
     ``workdir`` and ``config_file`` are not read. ``approx_reasons``: reason codes from
-    approximate contributions (see :func:`score_observations`).
+    approximate contributions (see :func:`score_observations`). On a Dask task runner
+    (``flows.runner``) the observations are scored in chunks on the workers.
     """
     s = (
         Settings.model_validate(settings)
@@ -447,7 +497,15 @@ def _score(settings: Settings, as_of: date, approx_reasons: bool = False) -> dic
         defaulted = defaulted_task(workdir, as_of, settings.base_currency)
         previous_scores, previous_watchlist = previous_task(workdir, as_of)
     with _lap(timings, "score"):
-        scores = score_task(observations, model, policy, info.model_name, info.version, run_id, approx_reasons)
+        if dask_active():
+            work = paths.state / "score" / run_id
+            try:
+                scores = score_chunks_on_dask(observations, model, policy, info.model_name, info.version, run_id,
+                                              approx_reasons, work, chunks=2 * dask_worker_threads())
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            scores = score_task(observations, model, policy, info.model_name, info.version, run_id, approx_reasons)
     tables, left_out, table_timings = tables_task(
         observations, defaulted, scores, policy, previous_scores, previous_watchlist
     )
@@ -528,7 +586,7 @@ def run_score(
         observation_file(Paths(settings.workdir), settings.features.feature_set, day)
     except _INPUT_ERRORS as e:
         return 2, {**base, "error": str(e)}
-    state = score_flow(
+    state = with_runner(score_flow, settings)(
         as_of=day.isoformat(), settings=settings.model_dump(mode="json"), approx_reasons=approx_reasons,
         return_state=True,
     )
@@ -582,6 +640,7 @@ __all__ = [
     "read_observations",
     "reason_texts",
     "run_score",
+    "score_chunks_on_dask",
     "score_flow",
     "score_observations",
     "watchlist_input",

@@ -11,16 +11,25 @@
   the largest *positive* contributions, most important first, at most ``top``;
   equal contributions keep feature order. A customer with no positive
   contribution gets an empty list.
+- **Contributions** (:func:`contributions`): the same numbers as XGBoost's
+  ``pred_contribs`` (exact TreeSHAP, or Saabas with ``approx``), computed once per
+  tree and decision pattern instead of once per tree and customer: ~10x less CPU
+  for the tuned 545-tree depth-2 model, and on both cores.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import xgboost as xgb
 
 from creditflow.core.schema import SCORES
 from creditflow.policy.policy import (
@@ -208,3 +217,256 @@ def build_scores(
         )
     )
     return to_output(out, SCORES, "scoring frame")
+
+
+# ------------------------------------------------------------------- contributions
+
+_MAX_PATTERN_NODES = 16
+"""Trees with more split nodes than this take XGBoost's own path over every row (their
+decision patterns no longer fit a small look-up table)."""
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """The split nodes of one tree, as XGBoost decides them."""
+
+    booster: xgb.Booster  # the model sliced to this one tree
+    features: np.ndarray  # int, per split node
+    thresholds: np.ndarray  # float32; numeric nodes go left when value < threshold
+    default_left: np.ndarray  # bool; where a missing value goes
+    right_categories: tuple[np.ndarray | None, ...]  # categorical nodes: the codes that go right
+
+    @property
+    def n_splits(self) -> int:
+        return len(self.features)
+
+
+def _parse_trees(booster: xgb.Booster) -> list[_Tree] | None:
+    """The trees of a plain binary gbtree model; None for anything else (dart, gblinear, multi-output)."""
+    model = json.loads(booster.save_raw("json"))["learner"]
+    gb = model["gradient_booster"]
+    if gb.get("name") != "gbtree":
+        return None
+    params = model["learner_model_param"]
+    if int(params.get("num_class", "0")) > 1 or int(params.get("num_target", "1")) != 1:
+        return None
+    if (
+        len(gb["model"]["trees"]) != booster.num_boosted_rounds()
+    ):  # forests of several trees a round
+        return None
+    trees = []
+    for tree in gb["model"]["trees"]:
+        left = np.asarray(tree["left_children"], dtype=np.int64)
+        if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
+            return None
+        split = np.flatnonzero(left != -1)
+        cat_nodes = dict(
+            zip(tree["categories_nodes"], range(len(tree["categories_nodes"])), strict=True)
+        )
+        cats = np.asarray(tree["categories"], dtype=np.float32)
+        right_categories = []
+        for node in split:
+            if tree["split_type"][node] == 1:
+                k = cat_nodes[int(node)]
+                start, size = tree["categories_segments"][k], tree["categories_sizes"][k]
+                right_categories.append(cats[start : start + size])
+            else:
+                right_categories.append(None)
+        i = len(trees)
+        trees.append(
+            _Tree(
+                booster=booster[i : i + 1],
+                features=np.asarray(tree["split_indices"], dtype=np.int64)[split],
+                thresholds=np.asarray(tree["split_conditions"], dtype=np.float32)[split],
+                default_left=np.asarray(tree["default_left"], dtype=bool)[split],
+                right_categories=tuple(right_categories),
+            )
+        )
+    return trees
+
+
+def _goes_right(tree: _Tree, node: int, columns: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """XGBoost's decision at one split node for every row (True: right child)."""
+    f = tree.features[node]
+    x, nan = columns[:, f], missing[:, f]
+    cats = tree.right_categories[node]
+    # numeric: NaN compares False, so it goes right here and is fixed below; categorical:
+    # XGBoost reads a code as an integer (truncated), negative codes, codes outside the set
+    # and NaN go left
+    right = ~(x < tree.thresholds[node]) if cats is None else np.isin(np.trunc(x), cats) & (x >= 0)
+    if tree.default_left[node]:
+        right &= ~nan
+    else:
+        right |= nan
+    return right
+
+
+def _pattern_block(
+    trees: list[_Tree],
+    rows: np.ndarray,
+    out: np.ndarray,
+    approx: bool,
+    dmatrix_kw: dict,
+) -> None:
+    """Add every tree's contributions for one block of rows to ``out`` (float32, features only).
+
+    A tree's contributions to a row depend on the row only through the direction it takes at
+    each split node (exact TreeSHAP and Saabas both read the row through those decisions and
+    nothing else). So the rows are grouped by their decision pattern, XGBoost computes the
+    tree's contributions once per pattern (one representative row each, on the model sliced
+    to that tree alone), and every row gets its pattern's values. No tree is skipped: the sum
+    over all trees is the model's contribution, and with the bias it sums to the margin.
+    """
+    n = rows.shape[0]
+    columns = np.asfortranarray(rows)
+    missing = np.isnan(columns)
+    block_dm = None
+    index = np.arange(n, dtype=np.intp)
+    for tree in trees:
+        k = tree.n_splits
+        if k == 0:  # a single leaf only moves the bias
+            continue
+        if k > _MAX_PATTERN_NODES:
+            if block_dm is None:
+                block_dm = xgb.DMatrix(rows, nthread=1, **dmatrix_kw)
+            values = tree.booster.predict(block_dm, pred_contribs=True, approx_contribs=approx)
+            out += values[:, :-1]
+            continue
+        code = np.zeros(n, dtype=np.uint8 if k <= 8 else np.uint16)
+        for node in range(k):
+            code |= _goes_right(tree, node, columns, missing).astype(code.dtype) << node
+        representative = np.full(1 << k, -1, dtype=np.intp)
+        representative[code] = index  # any row of a pattern will do: they all get the same values
+        patterns = np.flatnonzero(representative >= 0)
+        reps = xgb.DMatrix(rows[representative[patterns]], nthread=1, **dmatrix_kw)
+        values = tree.booster.predict(reps, pred_contribs=True, approx_contribs=approx)[:, :-1]
+        table = np.zeros((1 << k, values.shape[1]), dtype=np.float32)
+        table[patterns] = values
+        for j in np.flatnonzero(np.any(values != 0, axis=0)):
+            out[:, j] += table[:, j].take(code)
+
+
+def _design_matrix(
+    data: np.ndarray | xgb.DMatrix,
+) -> tuple[np.ndarray, list[str] | None, list[str] | None]:
+    if isinstance(data, xgb.DMatrix):
+        csr = data.get_data()  # the stored (non-missing) values; everything else is missing
+        dense = np.full(csr.shape, np.nan, dtype=np.float32)
+        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        dense[row_of, csr.indices] = csr.data
+        return dense, data.feature_names, data.feature_types
+    matrix = np.asarray(data)
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"data must be a 2-d matrix (rows x features); got {matrix.ndim} dimensions"
+        )
+    if not np.issubdtype(matrix.dtype, np.number):
+        raise ValueError(f"data must be numeric; got dtype {matrix.dtype}")
+    return np.ascontiguousarray(matrix, dtype=np.float32), None, None
+
+
+def _plain(booster, matrix, approx, chunk_rows, n_threads, dmatrix_kw) -> np.ndarray:
+    out = np.empty((matrix.shape[0], matrix.shape[1] + 1), dtype=np.float32)
+
+    def run(start: int) -> None:
+        dm = xgb.DMatrix(matrix[start : start + chunk_rows], nthread=1, **dmatrix_kw)
+        out[start : start + chunk_rows] = booster.predict(
+            dm, pred_contribs=True, approx_contribs=approx
+        )
+
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        list(pool.map(run, range(0, matrix.shape[0], chunk_rows)))
+    return out
+
+
+def contributions(
+    booster: xgb.Booster,
+    data: np.ndarray | xgb.DMatrix,
+    *,
+    approx: bool = False,
+    chunk_rows: int = 250_000,
+    n_threads: int = 2,
+    check_rows: int = 256,
+) -> np.ndarray:
+    """Each row's per-feature contributions to the model's log-odds, exactly as
+    ``booster.predict(DMatrix(data), pred_contribs=True, approx_contribs=approx)`` returns them:
+    float32, rows x (features + 1), the last column the bias; each row sums to its margin.
+
+    ``data``: the design matrix in the booster's feature order (categorical features as level
+    codes, missing as NaN), or a DMatrix. ``approx``: Saabas path contributions instead of
+    exact TreeSHAP. Rows are worked in blocks of ``chunk_rows`` on ``n_threads`` threads.
+
+    Why not one ``pred_contribs`` call: XGBoost 3.2 computes contributions on one thread, at
+    ~0.2 microseconds per row per tree whatever the tree's size, so a 545-tree model takes
+    ~100 CPU-s per million rows. Here each tree is evaluated once per distinct decision
+    pattern of its split nodes (at most 8 for a depth-2 tree) by XGBoost itself, and the rows
+    take their pattern's values (see ``_pattern_block``), summed in float32 in tree order as
+    XGBoost sums them: the same numbers to the last bit (XGBoost 3.2). As a guard,
+    ``check_rows`` rows spread over the data are recomputed with XGBoost's plain call; if they
+    differ by more than 1e-4 the whole matrix is recomputed the plain way (with a
+    RuntimeWarning).
+    """
+    if not isinstance(booster, xgb.Booster):
+        raise ValueError(f"booster must be an xgboost.Booster; got {type(booster).__name__}")
+    for name, value, low in (
+        ("chunk_rows", chunk_rows, 1),
+        ("n_threads", n_threads, 1),
+        ("check_rows", check_rows, 0),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    if isinstance(data, xgb.DMatrix) and data.get_base_margin().size > 0:
+        # a per-row base margin moves each row's bias: XGBoost's own call, as given
+        return booster.predict(data, pred_contribs=True, approx_contribs=approx)
+    matrix, names, types = _design_matrix(data)
+    n_features = booster.num_features()
+    if matrix.shape[1] != n_features:
+        raise ValueError(
+            f"data must have one column per model feature ({n_features}); got {matrix.shape[1]}"
+        )
+    names = names or booster.feature_names
+    types = types or booster.feature_types
+    dmatrix_kw = {
+        "feature_names": names,
+        "feature_types": types,
+        "enable_categorical": True,
+        "missing": np.nan,
+    }
+    n = matrix.shape[0]
+    if n == 0:
+        return np.zeros((0, n_features + 1), dtype=np.float32)
+    trees = _parse_trees(booster)
+    if trees is None:
+        return _plain(booster, matrix, approx, chunk_rows, n_threads, dmatrix_kw)
+
+    check = (
+        np.unique(np.linspace(0, n - 1, num=min(check_rows, n)).astype(np.intp))
+        if check_rows
+        else np.zeros(1, dtype=np.intp)
+    )
+    reference = booster.predict(
+        xgb.DMatrix(matrix[check], **dmatrix_kw), pred_contribs=True, approx_contribs=approx
+    )
+    out = np.empty((n, n_features + 1), dtype=np.float32)
+    out[:, -1] = reference[0, -1]  # the bias is the same for every row
+
+    def run(start: int) -> None:
+        stop = min(start + chunk_rows, n)
+        # float32 sums in tree order, as XGBoost adds them: the same numbers to the last bit
+        acc = np.zeros((stop - start, n_features), dtype=np.float32, order="F")
+        _pattern_block(trees, matrix[start:stop], acc, approx, dmatrix_kw)
+        out[start:stop, :-1] = acc
+
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        list(pool.map(run, range(0, n, chunk_rows)))
+    if check_rows:
+        worst = float(np.max(np.abs(out[check] - reference)))
+        if not worst <= 1e-4:
+            warnings.warn(
+                f"fast contributions differ from XGBoost's by {worst:.3g} on checked rows; "
+                "recomputed with XGBoost's own pred_contribs",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return _plain(booster, matrix, approx, chunk_rows, n_threads, dmatrix_kw)
+    return out
