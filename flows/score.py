@@ -369,7 +369,23 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 # ------------------------------------------------------------------------------ tasks
 
 
-@task(name="read-observations", cache_policy=NO_CACHE, persist_result=False)
+def _is_io_error(task, task_run, state) -> bool:
+    """Retry only what storage or the network raised (OSError, incl. timeouts and connection errors)."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is not worth a retry
+        return False
+    return False
+
+
+_IO_RETRIES = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": _is_io_error}
+"""Storage and registry reads/writes retry once on an IO error (a flaky share or server);
+bad input and computation never retry: they would fail the same way again."""
+
+
+@task(name="read-observations", cache_policy=NO_CACHE, persist_result=False, **_IO_RETRIES)
 def observations_task(workdir: str, feature_set: str, as_of: date) -> pl.DataFrame:
     return read_observations(Paths(Path(workdir)), feature_set, as_of)
 
@@ -379,7 +395,7 @@ def defaulted_task(workdir: str, as_of: date, base_currency: str) -> pl.DataFram
     return read_defaulted(Paths(Path(workdir)), as_of, base_currency)
 
 
-@task(name="load-champion", cache_policy=NO_CACHE, persist_result=False)
+@task(name="load-champion", cache_policy=NO_CACHE, persist_result=False, **_IO_RETRIES)
 def champion_task(tracking_uri: str, model_name: str):
     return load_champion(tracking_uri, model_name)
 
@@ -429,7 +445,7 @@ def score_chunks_on_dask(observations: pl.DataFrame, model, policy, model_name: 
     return pl.concat([pl.read_parquet(f.result()) for f in futures])
 
 
-@task(name="read-previous", cache_policy=NO_CACHE, persist_result=False)
+@task(name="read-previous", cache_policy=NO_CACHE, persist_result=False, **_IO_RETRIES)
 def previous_task(workdir: str, as_of: date) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     paths = Paths(Path(workdir))
     return (
@@ -447,7 +463,7 @@ def tables_task(observations, defaulted, scores, policy, previous_scores, previo
     return tables, left_out, timings
 
 
-@task(name="publish", cache_policy=NO_CACHE, persist_result=False)
+@task(name="publish", cache_policy=NO_CACHE, persist_result=False, **_IO_RETRIES)
 def publish_task(workdir: str, as_of: date, tables: dict[str, pl.DataFrame], run: pub.RunInfo) -> dict[str, Any]:
     return pub.publish(Paths(Path(workdir)), as_of, tables, run)
 
