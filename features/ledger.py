@@ -620,13 +620,8 @@ def _order(keys: list[np.ndarray], tiebreak: pl.Series, rows: np.ndarray) -> np.
     n = keys[0].size
     if n == 0:
         return _EMPTY_I64
-    composite = np.zeros(n, dtype=np.int64)
-    bits = 0
-    for k in keys:
-        width = max(int(k.max()) - int(k.min()), 0).bit_length()
-        bits += width
-        composite = (composite << width) | (k - k.min()) if bits <= 62 else composite
-    if bits <= 62:
+    composite = _composite_key(keys)
+    if composite is not None:
         order = pl.Series(composite).arg_sort().to_numpy().astype(np.int64)
         sorted_keys = [composite[order]]
     else:
@@ -678,19 +673,25 @@ def _stable_order(keys: list[np.ndarray]) -> np.ndarray:
 
     Cheap when the rows are mostly in order already (a merge of sorted runs).
     """
-    n = keys[0].size
-    if n == 0:
+    if keys[0].size == 0:
         return _EMPTY_I64
-    composite = np.zeros(n, dtype=np.int64)
+    composite = _composite_key(keys)
+    return np.lexsort(keys[::-1]) if composite is None else np.argsort(composite, kind="stable")
+
+
+def _composite_key(keys: list[np.ndarray]) -> np.ndarray | None:
+    """One int64 per row that sorts like the integer ``keys`` (lexicographic), each shifted to
+    start at 0 and packed into its bit width; None when they need more than 62 bits."""
+    composite = np.zeros(keys[0].size, dtype=np.int64)
     bits = 0
     for k in keys:
         lo = int(k.min())
         width = max(int(k.max()) - lo, 0).bit_length()
         bits += width
         if bits > 62:
-            return np.lexsort(keys[::-1])
+            return None
         composite = (composite << width) | (k - lo)
-    return np.argsort(composite, kind="stable")
+    return composite
 
 
 def _key(group: np.ndarray, day: np.ndarray) -> np.ndarray:

@@ -38,7 +38,14 @@ from creditflow.core import schema
 from creditflow.core.config import Settings, load_settings
 from creditflow.core.paths import Paths
 from creditflow.features.customers import sort_by_keys
-from creditflow.features.panel import AS_OF_DATE, LABEL, build_panel, data_end_of, panel_as_of_dates
+from creditflow.features.panel import (
+    AS_OF_DATE,
+    LABEL,
+    PanelResult,
+    build_panel,
+    data_end_of,
+    panel_as_of_dates,
+)
 from creditflow.flows.lake import scan_bronze, write_json_atomic, write_parquet_atomic
 from creditflow.flows.runner import dask_active, dask_worker_threads
 
@@ -94,14 +101,10 @@ def scan_panel_inputs(paths: Paths) -> PanelInputs:
                        events=scan(schema.BUREAU_EVENTS), fx_rates=scan(schema.FX_RATES))
 
 
-@task(name="build-panel", cache_policy=NO_CACHE)
-def build_and_write_panel(workdir: str, as_of: str | None, base_currency: str, materiality_threshold: str,
-                          feature_set: str) -> dict[str, Any]:
-    """Build the panel from committed bronze and write it; returns a small summary."""
-    t0 = time.perf_counter()
-    paths = Paths(Path(workdir))
-    inputs = scan_panel_inputs(paths)
-    result = build_panel(
+def build_from(inputs: PanelInputs, base_currency: str, materiality_threshold: str, feature_set: str, *,
+               as_of_dates: list[date] | None, data_end: date | None = None) -> PanelResult:
+    """:func:`build_panel` on scanned inputs (the whole lake, or one customer shard)."""
+    return build_panel(
         ledger=inputs.ledger,
         customers=inputs.customers,
         bureau=inputs.bureau,
@@ -109,9 +112,20 @@ def build_and_write_panel(workdir: str, as_of: str | None, base_currency: str, m
         fx_rates=inputs.fx_rates,
         base_currency=base_currency,
         materiality_threshold=Decimal(materiality_threshold),
-        as_of_dates=[date.fromisoformat(as_of)] if as_of else None,
+        as_of_dates=as_of_dates,
+        data_end=data_end,
         feature_set=feature_set,
     )
+
+
+@task(name="build-panel", cache_policy=NO_CACHE)
+def build_and_write_panel(workdir: str, as_of: str | None, base_currency: str, materiality_threshold: str,
+                          feature_set: str) -> dict[str, Any]:
+    """Build the panel from committed bronze and write it; returns a small summary."""
+    t0 = time.perf_counter()
+    paths = Paths(Path(workdir))
+    result = build_from(scan_panel_inputs(paths), base_currency, materiality_threshold, feature_set,
+                        as_of_dates=[date.fromisoformat(as_of)] if as_of else None)
     out_dir = panel_dir(paths, feature_set)
     panel = result.panel
     for (d,), part in panel.partition_by(AS_OF_DATE, as_dict=True, maintain_order=True).items():
@@ -187,19 +201,10 @@ def build_panel_shard(workdir: str, shard_map: str, shard: int, out_dir: str, as
     """On a worker: build the panel of one shard's customers; write it and their default dates
     as Parquet under ``out_dir`` and return the paths and counts."""
     ids = pl.read_parquet(shard_map).filter(pl.col(SHARD) == shard).get_column("customer_id")
-    inputs = _shard_inputs(scan_panel_inputs(Paths(Path(workdir))), ids)
-    result = build_panel(
-        ledger=inputs.ledger,
-        customers=inputs.customers,
-        bureau=inputs.bureau,
-        events=inputs.events,
-        fx_rates=inputs.fx_rates,
-        base_currency=base_currency,
-        materiality_threshold=Decimal(materiality_threshold),
-        as_of_dates=[date.fromisoformat(d) for d in as_of_dates],
-        data_end=date.fromisoformat(data_end),
-        feature_set=feature_set,
-    )
+    result = build_from(_shard_inputs(scan_panel_inputs(Paths(Path(workdir))), ids), base_currency,
+                        materiality_threshold, feature_set,
+                        as_of_dates=[date.fromisoformat(d) for d in as_of_dates],
+                        data_end=date.fromisoformat(data_end))
     out = Path(out_dir)
     panel_file, defaults_file = out / f"panel-{shard:04d}.parquet", out / f"default_dates-{shard:04d}.parquet"
     write_parquet_atomic(result.panel, panel_file)
