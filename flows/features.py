@@ -47,7 +47,7 @@ from creditflow.features.panel import (
     panel_as_of_dates,
 )
 from creditflow.flows.lake import scan_bronze, write_json_atomic, write_parquet_atomic
-from creditflow.flows.runner import dask_active, dask_worker_threads
+from creditflow.flows.runner import dask_active, dask_worker_threads, results_in_order
 
 DEFAULT_DATES_FILE = "default_dates.parquet"
 
@@ -265,14 +265,13 @@ def _build_and_write_panel_sharded(settings: Settings, as_of: str | None, run_id
                                      settings.base_currency, str(settings.materiality_threshold), feature_set)
             for k in range(n_shards)
         ]
-        shards = [f.result() for f in futures]
+        shards = results_in_order(futures)
         logger.info("features: %d customer shards built on Dask", n_shards)
         out_dir = panel_dir(paths, feature_set)
         out_dir.mkdir(parents=True, exist_ok=True)
         panels = [s["panel"] for s in shards]
         groups = [day_text[i::n_shards] for i in range(min(n_shards, len(day_text)))]
-        for w in [write_panel_dates.submit(panels, g, str(out_dir)) for g in groups]:
-            w.result()
+        results_in_order([write_panel_dates.submit(panels, g, str(out_dir)) for g in groups])
         if as_of is None:
             keep = {f"as_of_date={d}.parquet" for d in day_text}
             for stale in out_dir.glob("as_of_date=*.parquet"):

@@ -40,6 +40,7 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 from prefect.states import Failed
 
 from creditflow.core import schema
@@ -382,6 +383,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
             jobs.append((done, _FileJob(str(f), family, sha, str(landing), str(paths.workdir), ingested_at, run_id)))
     docs = str(docs_dir) if docs_dir else None
     staging_dir = paths.state / "staging" / run_id
+    futures: list[Any] = []
     stage_batches = 0
     try:
         on_dask = dask_active()
@@ -411,6 +413,8 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
                 rec["status"],
             )
     finally:
+        if futures:  # after a failure, let running staging tasks finish before removing their folder
+            wait(futures)
         if staging_dir.is_dir():
             shutil.rmtree(staging_dir, ignore_errors=True)
     docs_index = None

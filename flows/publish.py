@@ -285,7 +285,9 @@ def publish(
     record = run_record(run, as_of, input_files(paths), rows, versions)
     runs_path = paths.table(RUNS_TABLE)
     runs_path.parent.mkdir(parents=True, exist_ok=True)
-    record.write_delta(str(runs_path), mode="append")
+    recorded = read_runs(paths).filter((pl.col("run_id") == run.run_id) & (pl.col(AS_OF_DATE) == as_of))
+    if recorded.height == 0:  # a retried publish whose append had landed records the run once
+        record.write_delta(str(runs_path), mode="append")
     return {
         "tables": {
             name: {"rows": rows[name], "delta_version": versions[name], "path": str(paths.table(name))}

@@ -174,6 +174,23 @@ def _published(paths: Paths, run_id: str, as_of: str) -> bool:
     return last is not None and last.get("run_id") == run_id
 
 
+def previous_publish(paths: Paths, as_of: str) -> list[str] | None:
+    """The latest publish before ``as_of``: [as-of date, run id], or None."""
+    from creditflow.flows.publish import read_runs
+
+    try:
+        runs = read_runs(paths)
+    except Exception:  # noqa: BLE001 - an unreadable runs table: the score step reads it and says why
+        return ["unreadable"]
+    import polars as pl
+
+    before = runs.filter(pl.col("as_of_date") < date.fromisoformat(as_of))
+    if before.height == 0:
+        return None
+    last = before.sort("as_of_date", "published_at").row(-1, named=True)
+    return [last["as_of_date"].isoformat(), last["run_id"]]
+
+
 def champion_info(settings: Settings) -> dict[str, Any] | None:
     """The champion's version and its recorded test metrics, or None when there is none."""
     from mlflow import MlflowClient
@@ -299,15 +316,21 @@ def _execute(
         write_record(paths, step, fingerprint, out)
         return out
 
+    current = "ingest"
     try:
         # ---- ingest (+ Great Expectations validation) --------------------------------------
+        current = "ingest"
         ingest_settings = settings.ingest.model_dump(mode="json") | {"base_currency": settings.base_currency}
-        fp_ingest = digest({"landing": landing_listing(settings.landing_root), "lake": manifest_entries(paths),
-                            "settings": ingest_settings, "code": code})
+        listing = landing_listing(settings.landing_root)
+        fp_ingest = digest({"landing": listing, "lake": manifest_entries(paths), "settings": ingest_settings,
+                            "code": code})
         rec = _cached(paths, "ingest", fp_ingest, lambda s: True)
         if rec is not None:
             skipped("ingest", rec, "no landing file changed since the last ingest")
-            ingest = {"new_in_this_run": False, "files_in_lake": len(manifest_entries(paths))}
+            # Problem files of that ingest still need the operator: a re-run does not hide them.
+            problems.extend(rec["summary"].get("problems", []))
+            ingest = {"new_in_this_run": False, "files_in_lake": len(manifest_entries(paths)),
+                      "problems": rec["summary"].get("problems", [])}
         else:
             from creditflow.flows.ingest import ingest_flow
 
@@ -319,13 +342,16 @@ def _execute(
             problems.extend(ingest["problems"])
             ran("ingest", t, "ran" if state.is_completed() else "ran with problems")
             ingest = {**ingest, "new_in_this_run": True}
-            # The post-ingest state is what the next run compares with.
-            fp_after = digest({"landing": landing_listing(settings.landing_root), "lake": manifest_entries(paths),
-                               "settings": ingest_settings, "code": code})
+            # The next run compares with the landing as it was listed BEFORE this ingest (a file
+            # that lands while ingest runs changes the listing, so it is picked up next time)
+            # and the lake as it is after it.
+            fp_after = digest({"landing": listing, "lake": manifest_entries(paths), "settings": ingest_settings,
+                               "code": code})
             write_record(paths, "ingest", fp_after, _ingest_brief(ingest))
         summary["ingest"] = _ingest_brief(ingest)
 
         # ---- features ---------------------------------------------------------------------
+        current = "features"
         fs = settings.features.feature_set
         fp_features = digest({"lake": manifest_entries(paths), "features": settings.features.model_dump(mode="json"),
                               "base_currency": settings.base_currency,
@@ -341,6 +367,7 @@ def _execute(
         summary["features"] = features
 
         # ---- train --------------------------------------------------------------------------
+        current = "train"
         champion = champion_info(settings)
         fp_train = digest({"features": fp_features, "train": settings.train.model_dump(mode="json"),
                            "trials": trials, "code": code})
@@ -362,6 +389,7 @@ def _execute(
         summary["champion"] = champion
 
         # ---- score + publish --------------------------------------------------------------
+        current = "score"
         if not score:
             steps["score"] = {"status": "skipped", "reason": "score=False", "seconds": 0.0}
         else:
@@ -374,9 +402,11 @@ def _execute(
                 raise StepFailed(
                     "score", f"as_of {score_as_of} is not a month end of the panel "
                     f"({features['first_as_of']} .. {features['last_as_of']})")
-            fp_score = digest({"as_of": score_as_of, "features": fp_features, "champion": champion["model_version"],
-                               "policy": policy_bytes_hash(settings), "code": code,
-                               "base_currency": settings.base_currency})
+            fp_score = digest({"as_of": score_as_of, "features": fp_features, "code": code,
+                               "model": [settings.tracking_uri, champion["model_name"], champion["model_version"]],
+                               "policy": policy_bytes_hash(settings), "base_currency": settings.base_currency,
+                               # the watchlist compares with the previous publish (PD jump, since_date)
+                               "previous": previous_publish(paths, score_as_of)})
             rec = _cached(paths, "score", fp_score, lambda s: _published(paths, s["run_id"], score_as_of))
             if rec is not None:
                 scored = skipped("score", rec, f"{score_as_of} is already published with the same model, "
@@ -387,13 +417,14 @@ def _execute(
                 scored = run_step("score", fp_score, lambda: with_runner(score_flow, settings)(
                     as_of=score_as_of, settings=as_dict, return_state=True), _score_brief)
             summary["score"] = scored
-    except StepFailed as e:
-        steps[e.step] = {"status": "failed", "error": str(e).split(": ", 1)[1]}
-        summary["failed_step"] = e.step
-        summary["error"] = str(e)
-        for later in STEPS[STEPS.index(e.step) + 1:]:
+    except Exception as e:  # noqa: BLE001 - every failure ends in a summary that names the step
+        failure = e if isinstance(e, StepFailed) else StepFailed(current, f"{type(e).__name__}: {e}")
+        steps[failure.step] = {"status": "failed", "error": str(failure).split(": ", 1)[1]}
+        summary["failed_step"] = failure.step
+        summary["error"] = str(failure)
+        for later in STEPS[STEPS.index(failure.step) + 1:]:
             steps.setdefault(later, {"status": "not run"})
-        logger.error("run failed at step %s", str(e))
+        logger.error("run failed at step %s", str(failure), exc_info=not isinstance(e, StepFailed))
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     write_json_atomic(summary, paths.runs / f"run-{started.replace(':', '')}-{run_id[:8]}.json")
     logger.info("run summary\n%s", format_run(summary))

@@ -109,6 +109,18 @@ def dask_cluster(settings: Settings) -> Iterator[Settings]:
         yield settings.model_copy(update={"dask_address": cluster.scheduler_address})
 
 
+def results_in_order(futures: list[Any]) -> list[Any]:
+    """The results of ``futures`` in order; if one fails, wait for all the others before
+    raising, so that clean-up after a failure never races tasks that are still writing."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        from prefect.futures import wait
+
+        wait(futures)
+        raise
+
+
 def _active_dask_runner() -> Any | None:
     ctx = FlowRunContext.get()
     if ctx is None or ctx.task_runner is None:
@@ -145,6 +157,7 @@ def dask_worker_threads() -> int:
 
 
 __all__ = [
+    "results_in_order",
     "dask_active",
     "dask_cluster",
     "dask_scheduler_address",

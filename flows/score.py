@@ -59,7 +59,7 @@ from creditflow.features.registry import get_feature
 from creditflow.flows import publish as pub
 from creditflow.flows.features import panel_dir, read_default_dates, scan_panel_inputs
 from creditflow.flows.lake import write_json_atomic
-from creditflow.flows.runner import dask_active, dask_worker_threads, with_runner
+from creditflow.flows.runner import dask_active, dask_worker_threads, results_in_order, with_runner
 from creditflow.flows.tracking import ChampionNotFoundError, champion_version, load_champion
 from creditflow.models.scoring import build_scores
 from creditflow.models.scoring import contributions as tree_contributions
@@ -442,7 +442,7 @@ def score_chunks_on_dask(observations: pl.DataFrame, model, policy, model_name: 
             str(chunk_file), model, policy, model_name, model_version, run_id, approx_reasons,
             str(work / f"scores-{k:04d}.parquet"),
         ))
-    return pl.concat([pl.read_parquet(f.result()) for f in futures])
+    return pl.concat([pl.read_parquet(path) for path in results_in_order(futures)])
 
 
 @task(name="read-previous", cache_policy=NO_CACHE, persist_result=False, **_IO_RETRIES)

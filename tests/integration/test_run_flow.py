@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from creditflow.cli import main
+from creditflow.core.config import load_settings
 from creditflow.core.paths import Paths
 from creditflow.core.schema import OUTPUT_TABLES
 from creditflow.demo.generator import generate
@@ -19,6 +20,7 @@ from creditflow.demo.world import WorldParameters
 from creditflow.flows.features import scan_panel
 from creditflow.flows.publish import delta_version, read_runs, read_table
 from creditflow.flows.run import format_run, run_flow
+from creditflow.flows.score import run_score
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -74,14 +76,25 @@ def runs(world):
     before = _lake_snapshot(world["work"])
     out["again"] = _run(world)
     out["snapshots"] = (before, _lake_snapshot(world["work"]))
+    out["delta_versions"] = {name: delta_version(Paths(world["work"]).table(name)) for name in OUTPUT_TABLES}
+    out["runs_recorded"] = read_runs(Paths(world["work"])).height
     # A published table lost: only the score step runs again.
     out["scores_before_loss"] = read_table(Paths(world["work"]).table("scores"), OUTPUT_TABLES["scores"])
     shutil.rmtree(Paths(world["work"]).published)
     out["rebuilt"] = _run(world)
+    out["scores_rebuilt"] = read_table(Paths(world["work"]).table("scores"), OUTPUT_TABLES["scores"])
     # A file copied under a new name: ingest looks (and finds nothing new); nothing else runs.
     src = sorted((world["landing"] / "bureau_events").glob("*.csv"))[0]
     shutil.copy(src, src.with_name("copy_of_" + src.name))
     out["copied_file"] = _run(world)
+    # Someone publishes the month before by hand: the latest month's watchlist compares with
+    # the previous publish, so the next run scores the latest month again.
+    latest = out["resumed"][1]["score"]["as_of_date"]
+    dates = sorted(f.stem.split("=")[1] for f in (Paths(world["work"]).features / "pd_features_v1").glob("*.parquet"))
+    settings = load_settings(world["config"], workdir=world["work"], landing=world["landing"])
+    code, _ = run_score(settings, dates[dates.index(latest) - 1])
+    assert code == 0
+    out["after_earlier_publish"] = _run(world)
     return out
 
 
@@ -97,9 +110,16 @@ def test_a_failed_step_stops_the_run_with_a_clear_message(runs, world):
     assert s["champion"]["model_version"] == "1" and s["train"]["promoted"]
 
 
+def _finished_with_the_first_runs_problems(runs, key) -> dict:
+    """Finished (no error), but the rejected files of the ingest it skipped are still reported."""
+    completed, s = runs[key]
+    assert "error" not in s, s["error"]
+    assert not completed and s["problems"] == runs["failed_publish"][1]["problems"]
+    return s
+
+
 def test_the_run_resumes_at_the_failed_step(runs, world):
-    completed, s = runs["resumed"]
-    assert completed, s.get("error")
+    s = _finished_with_the_first_runs_problems(runs, "resumed")
     assert _statuses(s) == {"ingest": "skipped", "features": "skipped", "train": "skipped", "score": "ran"}
     as_of = s["features"]["last_as_of"]
     assert s["score"]["as_of_date"] == as_of
@@ -110,21 +130,18 @@ def test_the_run_resumes_at_the_failed_step(runs, world):
 
 
 def test_a_finished_run_rerun_does_no_work_and_changes_nothing(runs, world):
-    completed, s = runs["again"]
-    assert completed
+    s = _finished_with_the_first_runs_problems(runs, "again")
     assert set(_statuses(s).values()) == {"skipped"}
     before, after = runs["snapshots"]
     assert before == after and len(before) > 100
-    for name in OUTPUT_TABLES:
-        assert delta_version(Paths(world["work"]).table(name)) == 0, name
-    assert read_runs(Paths(world["work"])).height == 1
+    assert runs["delta_versions"] == dict.fromkeys(OUTPUT_TABLES, 0)
+    assert runs["runs_recorded"] == 1
 
 
 def test_lost_outputs_are_rebuilt_identically(runs, world):
-    completed, s = runs["rebuilt"]
-    assert completed
+    s = _finished_with_the_first_runs_problems(runs, "rebuilt")
     assert _statuses(s) == {"ingest": "skipped", "features": "skipped", "train": "skipped", "score": "ran"}
-    now = read_table(Paths(world["work"]).table("scores"), OUTPUT_TABLES["scores"])
+    now = runs["scores_rebuilt"]
     before = runs["scores_before_loss"]
     assert now.drop("run_id").equals(before.drop("run_id"))
     assert now.get_column("run_id").unique().to_list() != before.get_column("run_id").unique().to_list()
@@ -140,6 +157,12 @@ def test_a_renamed_copy_is_looked_at_but_changes_nothing(runs):
     assert (t["files_new"], t["files_skipped"], t["rows_read"]) == (0, first + 1, 0)
 
 
+def test_a_new_previous_publish_makes_the_latest_month_score_again(runs):
+    completed, s = runs["after_earlier_publish"]
+    assert completed
+    assert _statuses(s) == {"ingest": "skipped", "features": "skipped", "train": "skipped", "score": "ran"}
+
+
 def test_the_command_line_prints_one_json_summary(runs, world, capsys):
     capsys.readouterr()
     code = main(["run", "--workdir", str(world["work"]), "--landing", str(world["landing"]),
@@ -150,10 +173,40 @@ def test_the_command_line_prints_one_json_summary(runs, world, capsys):
     assert doc["command"] == "run" and set(_statuses(doc).values()) == {"skipped"}
     assert doc["champion"]["test_auc"] > 0.6
     runs_dir = Paths(world["work"]).runs
-    assert len(list(runs_dir.glob("run-*.json"))) == 6
+    assert len(list(runs_dir.glob("run-*.json"))) == 7
 
 
 def test_bad_arguments_exit_2_before_any_work(world, capsys):
     assert main(["run", "--workdir", str(world["work"]), "--as-of", "2023-13-45"]) == 2
     assert "as_of must be a date" in capsys.readouterr().err
     assert main(["run", "--workdir", str(world["work"]), "--retrain", "--no-train"]) == 2
+
+
+def test_a_file_landing_while_ingest_runs_is_ingested_by_the_next_run(tmp_path, prefect_harness, monkeypatch):
+    from prefect import flow
+
+    import creditflow.flows.ingest as ingest_module
+
+    landing, work = tmp_path / "landing", tmp_path / "work"
+    generate(landing, customers=20, months=6, seed=1)
+    late = sorted((landing / "ledger").glob("*.csv"))[-1]
+    held = tmp_path / "held"
+    held.mkdir()
+    shutil.move(late, held / late.name)
+    original = ingest_module.ingest_flow
+
+    @flow(name="ingest")
+    def ingest_then_a_file_lands(settings=None, **kw):
+        out = original.fn(settings=settings, **kw)
+        shutil.move(held / late.name, late)  # after ingest listed the landing folder
+        return out
+
+    monkeypatch.setattr(ingest_module, "ingest_flow", ingest_then_a_file_lands)
+    first = run_flow(workdir=str(work), landing=str(landing), train="never", score=False)
+    monkeypatch.setattr(ingest_module, "ingest_flow", original)
+    second = run_flow(workdir=str(work), landing=str(landing), train="never", score=False)
+    assert first["steps"]["ingest"]["status"] == "ran"
+    assert second["steps"]["ingest"]["status"] == "ran"
+    assert second["ingest"]["totals"]["files_new"] == 1
+    recorded = {json.loads(p.read_text())["source_file"] for p in Paths(work).manifest.glob("*.json")}
+    assert late.relative_to(landing).as_posix() in recorded

@@ -215,6 +215,17 @@ def test_publish_writes_every_table_then_one_run_record(tmp_path):
     assert latest_run(paths, FEB) is None
 
 
+def test_a_retried_publish_records_its_run_once(tmp_path):
+    paths = Paths(tmp_path)
+    _manifest(paths)
+    tables = {"scores": _scores(JAN, ["a"]), "limits": _limits(JAN, ["a"]),
+              "watchlist": empty_frame(WATCHLIST), "collections": empty_frame(COLLECTIONS)}
+    publish(paths, JAN, tables, RUN)
+    again = publish(paths, JAN, tables, RUN)  # the same run id: a task retry after its append landed
+    assert read_runs(paths).get_column("run_id").to_list() == ["r1"]
+    assert again["tables"]["scores"]["delta_version"] == 1  # the partitions were replaced again
+
+
 def test_publish_checks_every_frame_before_writing_any(tmp_path):
     paths = Paths(tmp_path)
     tables = {
