@@ -152,16 +152,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_code_and_summary(state: Any) -> tuple[int, dict[str, Any]]:
+    """A finished flow's summary with exit code 0 (completed) or 1 (failed with a summary);
+    a flow that failed with an exception re-raises it."""
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise summary
+    return (0 if state.is_completed() else 1), summary
+
+
 def _run_ingest(settings: Settings, as_json: bool) -> tuple[int, dict[str, Any]]:
     _embedded_defaults(settings)
     from creditflow.flows.ingest import ingest_flow
     from creditflow.flows.runner import run_with_runner
 
     state = run_with_runner(ingest_flow, settings, settings=settings.model_dump(mode="json"), return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        raise summary
-    return (0 if state.is_completed() else 1), summary
+    return _exit_code_and_summary(state)
 
 
 def format_ingest(summary: dict[str, Any]) -> str:
@@ -200,10 +206,7 @@ def _run_features(settings: Settings, as_of: str | None) -> tuple[int, dict[str,
 
     state = run_with_runner(features_flow, settings, as_of=as_of, settings=settings.model_dump(mode="json"),
                             return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        raise summary
-    return (0 if state.is_completed() else 1), summary
+    return _exit_code_and_summary(state)
 
 
 def format_features(s: dict[str, Any]) -> str:
@@ -271,10 +274,7 @@ def _run_chain(settings: Settings, args: argparse.Namespace, *, train: str) -> t
         workdir=str(settings.workdir), landing=str(settings.landing_root), as_of=getattr(args, "as_of", None),
         trials=args.trials, train=train, config_file=str(args.config) if args.config else None, return_state=True,
     )
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        raise summary
-    return (0 if state.is_completed() else 1), summary
+    return _exit_code_and_summary(state)
 
 
 def _where_to_look(settings: Settings, summary: dict[str, Any]) -> str:

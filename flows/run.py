@@ -39,6 +39,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
 from prefect import flow, get_run_logger
 from prefect.states import Failed
 
@@ -182,8 +183,6 @@ def previous_publish(paths: Paths, as_of: str) -> list[str] | None:
         runs = read_runs(paths)
     except Exception:  # noqa: BLE001 - an unreadable runs table: the score step reads it and says why
         return ["unreadable"]
-    import polars as pl
-
     before = runs.filter(pl.col("as_of_date") < date.fromisoformat(as_of))
     if before.height == 0:
         return None
