@@ -54,10 +54,12 @@ or truncated: its fields are null, ``_raw_record`` holds its exact text and
 ``_malformed`` says what is wrong, and ``apply_row_rules`` quarantines it as
 ``MALFORMED_ROW``.
 
-Speed: the common case is two multi-threaded Polars scans of the file - the CSV
-parse and a line scan that counts each record's fields (commas outside quoted
-fields) - with no per-row Python. A file without any ``"`` byte (one memchr pass,
-shared with :func:`values_are_trimmed`) skips the line scan's quote analysis. Files the fast path cannot prove right
+Speed: the common case (no ``"`` byte in the file) is one vectorised pass over the
+bytes (quotes, blanks, commas and line feeds counted) and one multi-threaded Polars CSV
+parse: when the comma count proves that every line has exactly the header's number of
+fields, records are lines and nothing else is scanned. Otherwise a second Polars scan
+counts each line's fields (commas outside quoted fields), still with no per-row Python.
+Files the fast paths cannot prove right
 (quoted line breaks, quoting Polars rejects, a record count that does not
 match) are read again with Python's ``csv`` module (strict quoting), which
 defines the semantics; a quoting error there rejects the file (FILE_NOT_CSV)
@@ -80,6 +82,7 @@ from calendar import monthrange
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -214,6 +217,7 @@ def file_rejection_record(
 _BLANK_BYTES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
 """ASCII bytes that ``str.strip_chars()`` removes besides the line feed; every other
 character it removes (Unicode White_Space) is non-ASCII."""
+_COMMA, _LF = ord(","), ord("\n")
 
 
 def values_are_trimmed(path: Path) -> bool:
@@ -231,29 +235,49 @@ def values_are_trimmed(path: Path) -> bool:
     with open(path, "rb") as f:
         if f.read(4) == b"PAR1":
             return False
-    has_quote, has_blank = _byte_facts(path)
-    return not has_quote and not has_blank
+    facts = _byte_facts(path)
+    return not facts.has_quote and not facts.has_blank
 
 
-def _byte_facts(path: Path) -> tuple[bool, bool]:
-    """(the file holds a ``"``, the file holds a blank byte or a non-ASCII byte)."""
+class _ByteFacts(NamedTuple):
+    """What one pass over a file's bytes proves (see :func:`_byte_facts`)."""
+
+    has_quote: bool
+    """The file holds a ``"`` byte."""
+    has_blank: bool
+    """The file holds a blank byte (``_BLANK_BYTES``) or a byte >= 0x80."""
+    commas: int
+    newlines: int
+    ends_with_newline: bool
+
+
+_FACTS_CHUNK = 1 << 22  # 4 MiB: each chunk's comparisons stay in cache
+
+
+def _byte_facts(path: Path) -> _ByteFacts:
+    """One vectorised pass over the bytes (cached per path, size and mtime)."""
     st = path.stat()
     return _byte_facts_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> tuple[bool, bool]:
+def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> _ByteFacts:
     if size == 0:
-        return False, False
+        return _ByteFacts(False, False, 0, 0, False)
+    commas = newlines = 0
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         has_quote = mm.find(b'"') >= 0
         has_blank = any(mm.find(b) >= 0 for b in _BLANK_BYTES)
-        if not has_blank:
-            data = np.frombuffer(mm, dtype=np.uint8)
-            has_blank = bool(data.max() >= 0x80)
-            del data  # release the buffer before the mmap closes
-    return has_quote, has_blank
-
+        ends_with_newline = mm[size - 1:size] == b"\n"
+        data = np.frombuffer(mm, dtype=np.uint8)
+        for start in range(0, size, _FACTS_CHUNK):
+            chunk = data[start:start + _FACTS_CHUNK]
+            commas += int(np.count_nonzero(chunk == _COMMA))
+            newlines += int(np.count_nonzero(chunk == _LF))
+            if not has_blank:
+                has_blank = bool(chunk.max() >= 0x80)
+        del data, chunk  # release the buffer before the mmap closes
+    return _ByteFacts(has_quote, has_blank, commas, newlines, ends_with_newline)
 
 
 def read_landing_file(path: Path, table: Table, *, temp_dir: Path | None = None) -> pl.DataFrame:
@@ -566,9 +590,9 @@ def _read_csv(path: Path, table: Table, *, transcoded: bool) -> pl.DataFrame:
     return pl.DataFrame([df.get_column(c) for c in order])  # no copy, unlike an eager select
 
 
-def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
-    """Polars scans; None when the file needs the exact (Python csv) reader."""
-    data_lf = (
+def _scan_text(path: Path, names: list[str], *, ragged: bool) -> pl.LazyFrame:
+    """The file's records as text columns named ``names``, numbered from line 2."""
+    return (
         pl.scan_csv(
             path,
             has_header=True,
@@ -576,14 +600,48 @@ def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
             infer_schema=False,
             quote_char='"',
             empty_string_is_null=False,
-            truncate_ragged_lines=True,
+            truncate_ragged_lines=ragged,
             raise_if_empty=False,
             encoding="utf8",
         )
         .with_row_index(LINE_NUMBER, offset=2)
         .with_columns(pl.col(LINE_NUMBER).cast(pl.Int64))
     )
-    data, stats = pl.collect_all([data_lf, _line_stats(path, quotes=_byte_facts(path)[0])])
+
+
+def _read_csv_plain(path: Path, names: list[str], facts: _ByteFacts) -> pl.DataFrame | None:
+    """The CSV parse alone, when the bytes prove every record is one well-formed line.
+
+    Only for a file with no ``"`` byte: every comma then separates fields and every
+    line feed ends a line. Polars raises on a record with more fields than the
+    header (so no line has more than ``fields - 1`` commas), while a record with
+    fewer fields would read its missing fields as empty text; the file's comma count
+    rules that out: it equals ``(fields - 1) x lines`` only when every line, the
+    header included, has exactly ``fields - 1`` commas. An empty line has none, so
+    the equality also proves there is no blank line, and the records are the lines
+    after the header (checked against the row count): the row index is the line
+    number. None when any of this does not hold; the line scan then decides.
+    """
+    if facts.has_quote or len(names) < 2:
+        return None
+    lines = facts.newlines + (0 if facts.ends_with_newline else 1)
+    if facts.commas != (len(names) - 1) * lines:
+        return None
+    try:
+        data = _scan_text(path, names, ragged=False).collect()
+    except pl.exceptions.PolarsError:
+        return None
+    return data if data.height == lines - 1 else None
+
+
+def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
+    """Polars scans; None when the file needs the exact (Python csv) reader."""
+    facts = _byte_facts(path)
+    plain = _read_csv_plain(path, names, facts)
+    if plain is not None:
+        return plain
+    data_lf = _scan_text(path, names, ragged=True)
+    data, stats = pl.collect_all([data_lf, _line_stats(path, quotes=facts.has_quote)])
     if stats.height < 1 or data.height != stats.height - 1:
         return None  # Polars and the line count disagree (a quoted line break, say)
     complex_lines = stats.get_column("needs_parse")

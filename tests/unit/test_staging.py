@@ -397,3 +397,38 @@ def test_quote_free_file_still_counts_fields_per_line(tmp_path):
     assert df.get_column(MALFORMED).to_list() == [
         None, "row has 3 field(s); the header has 8", "row has 9 field(s); the header has 8"]
     assert df.get_column(LINE_NUMBER).to_list() == [2, 3, 4]
+
+
+SHORT = "009,C01,PAYMENT,2024-02-01,,1.00,CNY"  # 7 fields
+LONG = ROW2 + ",x"  # 9 fields
+
+
+@pytest.mark.parametrize(
+    ("lines", "eol", "final_eol", "plain"),
+    [
+        ([ROW1, ROW2], "\n", True, True),
+        ([ROW1, ROW2], "\r\n", True, True),
+        ([ROW1, ROW2], "\n", False, True),
+        ([], "\n", True, True),
+        ([ROW1, "", ROW2], "\n", True, False),  # a blank line: no commas on it
+        ([ROW1, ROW2, ""], "\r\n", True, False),
+        ([ROW1, SHORT, ROW2], "\n", True, False),
+        ([ROW1, LONG, ROW2], "\n", True, False),
+        ([SHORT, LONG], "\n", True, False),  # one comma short, one too many: Polars refuses the long one
+        ([ROW1 + "\r" + ROW2], "\n", True, False),  # a lone CR inside a line
+    ],
+    ids=["lf", "crlf", "no-final-eol", "header-only", "blank", "blank-crlf", "short", "long",
+         "short-and-long", "lone-cr"],
+)
+def test_plain_read_only_when_the_bytes_prove_one_record_per_line(tmp_path, lines, eol, final_eol, plain):
+    data = eol.join([HEADER, *lines]) + (eol if final_eol else "")
+    path = write(tmp_path, data.encode())
+    names = HEADER.split(",")
+    fast = staging._read_csv_plain(path, names, staging._byte_facts(path))
+    assert (fast is not None) is plain
+    if plain:
+        exact = staging._read_csv_python(path, names)
+        assert fast.select(exact.columns).equals(exact)
+        read = read_landing_file(path, LEDGER)
+        assert read.equals(fast.select(read.columns))
+        assert fast.get_column(LINE_NUMBER).to_list() == list(range(2, 2 + len(lines)))
