@@ -51,13 +51,13 @@ from creditflow.flows.lake import (
     STATUS_ACCEPTED,
     STATUS_PARTIAL,
     STATUS_REJECTED,
+    FileHashes,
     FileRecord,
     Manifest,
     bronze_path,
     publish_pending,
     quarantine_path,
     scan_bronze,
-    sha256_file,
     write_json_atomic,
     write_parquet_atomic,
     write_parquet_pending,
@@ -364,6 +364,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
 
     found = discover_landing_files(landing)
     manifest = Manifest(paths)
+    hashes = FileHashes(paths.state / "landing_sha256.json")
     total = sum(len(v) for v in found.values())
     logger.info("ingest: %d landing files under %s", total, landing)
     records: list[dict[str, Any]] = []
@@ -374,13 +375,14 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
     for family, files in found.items():
         for f in files:
             done += 1
-            sha = sha256_file(f)
+            sha = hashes.sha256(f)
             rel = f.relative_to(landing).as_posix()
             if sha in manifest or sha in seen_this_run:
                 skipped.append({"family": family, "source_file": rel, "file_sha256": sha})
                 continue
             seen_this_run.add(sha)
             jobs.append((done, _FileJob(str(f), family, sha, str(landing), str(paths.workdir), ingested_at, run_id)))
+    hashes.save()
     docs = str(docs_dir) if docs_dir else None
     staging_dir = paths.state / "staging" / run_id
     futures: list[Any] = []

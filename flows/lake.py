@@ -51,6 +51,51 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class FileHashes:
+    """sha256 of landing files, remembered so that an unchanged file is not read again.
+
+    A daily run would otherwise re-read every file already in the landing folder (a
+    10M-row ledger export: 0.5 s) only to find it ingested, so its cost would grow with
+    the history instead of the increment. A remembered hash is used only while the
+    file's ``(device, inode, size, mtime_ns, ctime_ns)`` are those seen when it was
+    hashed: any write to a file moves its ctime, which no tool can set back (``touch``
+    sets mtime only), so a changed file is always hashed again; a chmod also moves it,
+    which costs one re-hash and nothing else. Kept in ``WORKDIR/state/landing_sha256.json``
+    (an unreadable cache is ignored); :meth:`save` keeps only the files looked up since
+    it was loaded.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._known: dict[str, dict[str, Any]] = {}
+        self._seen: dict[str, dict[str, Any]] = {}
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(known, dict):
+                self._known = {k: v for k, v in known.items() if isinstance(v, dict)}
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _identity(st: os.stat_result) -> list[int]:
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def sha256(self, file: Path) -> str:
+        """The file's sha256: remembered if its identity is unchanged, else read."""
+        key = str(Path(file).resolve())
+        identity = self._identity(os.stat(key))
+        entry = self._known.get(key)
+        if entry is None or entry.get("identity") != identity or not isinstance(entry.get("sha256"), str):
+            entry = {"identity": identity, "sha256": sha256_file(Path(key))}
+            if self._identity(os.stat(key)) != identity:  # written while being read: do not remember
+                return entry["sha256"]
+        self._seen[key] = entry
+        return entry["sha256"]
+
+    def save(self) -> None:
+        write_json_atomic(self._seen, self.path)
+
+
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

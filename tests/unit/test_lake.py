@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from creditflow.core.paths import Paths
-from creditflow.flows.lake import FileRecord, Manifest, sha256_file, write_parquet_atomic
+from creditflow.flows import lake
+from creditflow.flows.lake import (
+    FileHashes,
+    FileRecord,
+    Manifest,
+    sha256_file,
+    write_parquet_atomic,
+)
 
 
 def _record(**kw) -> FileRecord:
@@ -47,3 +57,66 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = bytes(range(256)) * 50_000  # larger than one read chunk
     p.write_bytes(data)
     assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+
+
+def _counting_sha(monkeypatch) -> list[str]:
+    """Record which files FileHashes actually reads (the real hash still runs)."""
+    reads: list[str] = []
+    real = lake.sha256_file
+
+    def counting(path):
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(lake, "sha256_file", counting)
+    return reads
+
+
+def test_file_hashes_reads_an_unchanged_file_once_across_runs(tmp_path, monkeypatch):
+    reads = _counting_sha(monkeypatch)
+    cache = tmp_path / "state" / "landing_sha256.json"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes(b"x,y\n1,2\n")
+    b.write_bytes(b"x,y\n3,4\n")
+    first = FileHashes(cache)
+    assert first.sha256(a) == hashlib.sha256(b"x,y\n1,2\n").hexdigest()
+    assert first.sha256(b) == hashlib.sha256(b"x,y\n3,4\n").hexdigest()
+    first.save()
+    assert reads == ["a.csv", "b.csv"]
+
+    second = FileHashes(cache)  # the next run: nothing changed, nothing read
+    assert second.sha256(a) == hashlib.sha256(b"x,y\n1,2\n").hexdigest()
+    assert reads == ["a.csv", "b.csv"]
+
+
+def test_file_hashes_rehash_a_rewritten_file_even_with_its_old_size_and_mtime(tmp_path, monkeypatch):
+    reads = _counting_sha(monkeypatch)
+    cache = tmp_path / "landing_sha256.json"
+    a = tmp_path / "a.csv"
+    a.write_bytes(b"x,y\n1,2\n")
+    hashes = FileHashes(cache)
+    hashes.sha256(a)
+    hashes.save()
+    st = a.stat()
+    a.write_bytes(b"x,y\n9,9\n")  # same size
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime: only ctime tells
+    assert FileHashes(cache).sha256(a) == hashlib.sha256(b"x,y\n9,9\n").hexdigest()
+    assert reads == ["a.csv", "a.csv"]
+
+
+def test_file_hashes_forgets_files_no_longer_looked_up_and_survives_a_bad_cache(tmp_path):
+    cache = tmp_path / "landing_sha256.json"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    hashes = FileHashes(cache)
+    hashes.sha256(a)
+    hashes.sha256(b)
+    hashes.save()
+    b.unlink()
+    again = FileHashes(cache)
+    again.sha256(a)
+    again.save()
+    assert list(json.loads(cache.read_text())) == [str(a.resolve())]
+    cache.write_text("{not json")
+    assert FileHashes(cache).sha256(a) == hashlib.sha256(b"1").hexdigest()
