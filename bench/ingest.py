@@ -181,7 +181,11 @@ def stage_breakdown(ledger_csv: Path, customers_csv: Path, work: Path) -> dict[s
     from creditflow.flows.gx_validate import GxValidator
     from creditflow.flows.lake import PARQUET_OPTIONS, sha256_file
     from creditflow.validation.rules import apply_cross_file_rules, apply_row_rules, split_routed
-    from creditflow.validation.staging import read_landing_file, values_are_trimmed
+    from creditflow.validation.staging import (
+        read_landing_file,
+        values_are_slash_free,
+        values_are_trimmed,
+    )
 
     work.mkdir(parents=True, exist_ok=True)
     steps: dict[str, dict[str, float]] = {}
@@ -194,7 +198,8 @@ def stage_breakdown(ledger_csv: Path, customers_csv: Path, work: Path) -> dict[s
     customers = read_landing_file(customers_csv, schema.CUSTOMERS).select("customer_id")
     step("sha256", sha256_file, ledger_csv)
     raw = step("read as text", read_landing_file, ledger_csv, schema.LEDGER, temp_dir=work)
-    parsed = step("row rules", apply_row_rules, raw, schema.LEDGER, trimmed=values_are_trimmed(ledger_csv))
+    parsed = step("row rules", apply_row_rules, raw, schema.LEDGER, trimmed=values_are_trimmed(ledger_csv),
+                  slash_free=values_are_slash_free(ledger_csv))
     raw = None  # free it before the next steps
     parsed = step("cross-file rules", apply_cross_file_rules, parsed, schema.LEDGER,
                   known_customer_ids=customers, prior_ledger=None)

@@ -69,6 +69,7 @@ from creditflow.validation.staging import (
     file_date_from_name,
     file_rejection_record,
     read_landing_file,
+    values_are_slash_free,
     values_are_trimmed,
 )
 
@@ -176,7 +177,7 @@ def _stage(job: _FileJob) -> pl.DataFrame | FileRejected:
         raw = read_landing_file(src, job.table, temp_dir=tmp_dir)
     except FileRejected as rejected:
         return rejected
-    return apply_row_rules(raw, job.table, trimmed=values_are_trimmed(src))
+    return apply_row_rules(raw, job.table, trimmed=values_are_trimmed(src), slash_free=values_are_slash_free(src))
 
 
 def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float) -> dict[str, Any]:

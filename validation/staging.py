@@ -14,6 +14,8 @@ Public API:
 - :func:`file_sha256` - the file's identity; :func:`file_date_from_name`.
 - :func:`values_are_trimmed` - whether the bytes prove no value has blanks around it
   (then ``apply_row_rules(trimmed=True)`` may skip stripping).
+- :func:`values_are_slash_free` - whether the bytes prove no value holds a ``/``
+  (then ``apply_row_rules(slash_free=True)`` parses dates in the dashed form only).
 
 What is read (``../shared/contract.md``):
 
@@ -246,12 +248,27 @@ class _ByteFacts(NamedTuple):
     """The file holds a ``"`` byte."""
     has_blank: bool
     """The file holds a blank byte (``_BLANK_BYTES``) or a byte >= 0x80."""
+    has_slash: bool
     commas: int
     newlines: int
     ends_with_newline: bool
 
 
 _FACTS_CHUNK = 1 << 22  # 4 MiB: each chunk's comparisons stay in cache
+
+
+def values_are_slash_free(path: Path) -> bool:
+    """True when no value of this landing CSV holds a ``/``: the file has no ``/`` byte
+    (in UTF-8 and in GB18030 that byte is only ever the character), so
+    ``apply_row_rules(..., slash_free=True)`` may parse dates in the dashed form only.
+    False for Parquet files and for anything else."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) == b"PAR1":
+            return False
+    return not _byte_facts(path).has_slash
 
 
 def _byte_facts(path: Path) -> _ByteFacts:
@@ -263,11 +280,12 @@ def _byte_facts(path: Path) -> _ByteFacts:
 @functools.lru_cache(maxsize=16)
 def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> _ByteFacts:
     if size == 0:
-        return _ByteFacts(False, False, 0, 0, False)
+        return _ByteFacts(False, False, False, 0, 0, False)
     commas = newlines = 0
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         has_quote = mm.find(b'"') >= 0
         has_blank = any(mm.find(b) >= 0 for b in _BLANK_BYTES)
+        has_slash = mm.find(b"/") >= 0
         ends_with_newline = mm[size - 1:size] == b"\n"
         data = np.frombuffer(mm, dtype=np.uint8)
         for start in range(0, size, _FACTS_CHUNK):
@@ -277,7 +295,7 @@ def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> _ByteFacts:
             if not has_blank:
                 has_blank = bool(chunk.max() >= 0x80)
         del data, chunk  # release the buffer before the mmap closes
-    return _ByteFacts(has_quote, has_blank, commas, newlines, ends_with_newline)
+    return _ByteFacts(has_quote, has_blank, has_slash, commas, newlines, ends_with_newline)
 
 
 def read_landing_file(path: Path, table: Table, *, temp_dir: Path | None = None) -> pl.DataFrame:

@@ -189,7 +189,9 @@ def oracle(expected: dict[int, tuple[str, dict]]) -> dict[int, str | None]:
 
 def run_pipeline(path: Path):
     raw = read_landing_file(path, LEDGER)
-    parsed = apply_row_rules(raw, LEDGER)
+    # as the flow calls it: the byte-proven shortcuts apply whenever the file allows them
+    parsed = apply_row_rules(raw, LEDGER, trimmed=staging.values_are_trimmed(path),
+                             slash_free=staging.values_are_slash_free(path))
     prior = pl.LazyFrame(
         {
             "entry_id": list(PRIOR),

@@ -503,6 +503,14 @@ def test_trimmed_skips_stripping_with_the_same_result():
                                                                "DUE_DATE_RULE"]
 
 
+def test_slash_free_parses_dashed_dates_only_with_the_same_result():
+    # no value holds a '/': slash_free=True must give the very same frame, bad dates included
+    df = ledger({}, {"entry_id": "E2", "document_date": "2024-02-30"},
+                {"entry_id": "E3", "document_date": "2024-1-05"}, {"entry_id": "E4", "due_date": "20240301"})
+    assert apply_row_rules(df, LEDGER, slash_free=True).equals(apply_row_rules(df, LEDGER))
+    assert codes(apply_row_rules(df, LEDGER, slash_free=True)) == [None, "BAD_DATE", "BAD_DATE", "BAD_DATE"]
+
+
 @pytest.mark.parametrize("literal_max", [0, 1_000_000])
 def test_history_lookup_by_filter_or_semi_join_agrees(monkeypatch, literal_max):
     # daily files filter the history with is_in; bulk files semi-join it: same verdicts

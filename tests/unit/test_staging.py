@@ -382,6 +382,15 @@ def test_values_are_trimmed_from_the_bytes(tmp_path, row, trimmed):
     assert staging.values_are_trimmed(write(tmp_path, csv_bytes(HEADER, row))) is trimmed
 
 
+def test_values_are_slash_free_from_the_bytes(tmp_path):
+    assert staging.values_are_slash_free(write(tmp_path, csv_bytes(HEADER, ROW1), name="a.csv"))
+    assert not staging.values_are_slash_free(write(tmp_path, csv_bytes(HEADER, ROW1, ROW2), name="b.csv"))
+    assert not staging.values_are_slash_free(write(tmp_path, b"", name="empty.csv"))
+    pq_path = tmp_path / "c.parquet"
+    pl.DataFrame({"entry_id": ["1"]}).write_parquet(pq_path)
+    assert not staging.values_are_slash_free(pq_path)
+
+
 def test_values_are_trimmed_is_false_for_crlf_parquet_and_empty(tmp_path):
     assert not staging.values_are_trimmed(write(tmp_path, csv_bytes(HEADER, ROW1, eol="\r\n")))
     assert not staging.values_are_trimmed(write(tmp_path, b"", name="empty.csv"))
