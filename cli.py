@@ -14,6 +14,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,17 @@ def _embedded_defaults(settings: Settings) -> None:
     # panel build's system time larger than its user time here (20k customers: 10.7 s -> 8.6 s
     # wall without). Takes effect only if NumPy is not imported yet (true for the CLI).
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+
+@contextmanager
+def _embedded(settings: Settings) -> Iterator[None]:
+    """Local stores by default (:func:`_embedded_defaults`), then Prefect's settings for flows
+    run from this process (``flows.runner.embedded_flow_settings``)."""
+    _embedded_defaults(settings)
+    from creditflow.flows.runner import embedded_flow_settings
+
+    with embedded_flow_settings():
+        yield
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -162,12 +175,12 @@ def _exit_code_and_summary(state: Any) -> tuple[int, dict[str, Any]]:
 
 
 def _run_ingest(settings: Settings, as_json: bool) -> tuple[int, dict[str, Any]]:
-    _embedded_defaults(settings)
-    from creditflow.flows.ingest import ingest_flow
-    from creditflow.flows.runner import run_with_runner
+    with _embedded(settings):
+        from creditflow.flows.ingest import ingest_flow
+        from creditflow.flows.runner import run_with_runner
 
-    state = run_with_runner(ingest_flow, settings, settings=settings.model_dump(mode="json"), return_state=True)
-    return _exit_code_and_summary(state)
+        state = run_with_runner(ingest_flow, settings, settings=settings.model_dump(mode="json"), return_state=True)
+        return _exit_code_and_summary(state)
 
 
 def format_ingest(summary: dict[str, Any]) -> str:
@@ -200,13 +213,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _run_features(settings: Settings, as_of: str | None) -> tuple[int, dict[str, Any]]:
-    _embedded_defaults(settings)
-    from creditflow.flows.features import features_flow
-    from creditflow.flows.runner import run_with_runner
+    with _embedded(settings):
+        from creditflow.flows.features import features_flow
+        from creditflow.flows.runner import run_with_runner
 
-    state = run_with_runner(features_flow, settings, as_of=as_of, settings=settings.model_dump(mode="json"),
-                            return_state=True)
-    return _exit_code_and_summary(state)
+        state = run_with_runner(features_flow, settings, as_of=as_of, settings=settings.model_dump(mode="json"),
+                                return_state=True)
+        return _exit_code_and_summary(state)
 
 
 def format_features(s: dict[str, Any]) -> str:
@@ -237,11 +250,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--table and --target go together (train on a table), or neither (train on the panel)")
     if args.time_column and args.table is None:
         raise ValueError("--time-column needs --table")
-    _embedded_defaults(settings)
-    from creditflow.flows.train import format_train, run_train
+    with _embedded(settings):
+        from creditflow.flows.train import format_train, run_train
 
-    code, summary = run_train(settings, trials=args.trials, timeout=args.timeout, table=args.table,
-                              target=args.target, time_column=args.time_column)
+        code, summary = run_train(settings, trials=args.trials, timeout=args.timeout, table=args.table,
+                                  target=args.target, time_column=args.time_column)
     if code == 2 and not args.json:
         print(f"creditflow train: {summary.get('error')}", file=sys.stderr)
         return code
@@ -251,10 +264,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _embedded_defaults(settings)
-    from creditflow.flows.score import format_score, run_score
+    with _embedded(settings):
+        from creditflow.flows.score import format_score, run_score
 
-    code, summary = run_score(settings, args.as_of, approx_reasons=args.approx_reasons)
+        code, summary = run_score(settings, args.as_of, approx_reasons=args.approx_reasons)
     if code == 2 and not args.json:
         print(f"creditflow score: {summary.get('error')}", file=sys.stderr)
         return code
@@ -263,18 +276,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _run_chain(settings: Settings, args: argparse.Namespace, *, train: str) -> tuple[int, dict[str, Any]]:
-    _embedded_defaults(settings)
-    from creditflow.flows.run import RunInputError, check_run_args, run_flow
+    with _embedded(settings):
+        from creditflow.flows.run import RunInputError, check_run_args, run_flow
 
-    try:
-        check_run_args(getattr(args, "as_of", None), train, args.trials)
-    except RunInputError as e:
-        raise ValueError(str(e)) from None
-    state = run_flow(
-        workdir=str(settings.workdir), landing=str(settings.landing_root), as_of=getattr(args, "as_of", None),
-        trials=args.trials, train=train, config_file=str(args.config) if args.config else None, return_state=True,
-    )
-    return _exit_code_and_summary(state)
+        try:
+            check_run_args(getattr(args, "as_of", None), train, args.trials)
+        except RunInputError as e:
+            raise ValueError(str(e)) from None
+        state = run_flow(
+            workdir=str(settings.workdir), landing=str(settings.landing_root), as_of=getattr(args, "as_of", None),
+            trials=args.trials, train=train, config_file=str(args.config) if args.config else None,
+            return_state=True,
+        )
+        return _exit_code_and_summary(state)
 
 
 def _where_to_look(settings: Settings, summary: dict[str, Any]) -> str:
