@@ -231,14 +231,8 @@ def values_are_trimmed(path: Path) -> bool:
     files and for anything else. One memchr-speed pass per byte value, shared with
     the reader's quote check (cached per path, size and mtime).
     """
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as f:
-        if f.read(4) == b"PAR1":
-            return False
-    facts = _byte_facts(path)
-    return not facts.has_quote and not facts.has_blank
+    facts = _csv_byte_facts(path)
+    return facts is not None and not facts.has_quote and not facts.has_blank
 
 
 class _ByteFacts(NamedTuple):
@@ -262,13 +256,19 @@ def values_are_slash_free(path: Path) -> bool:
     (in UTF-8 and in GB18030 that byte is only ever the character), so
     ``apply_row_rules(..., slash_free=True)`` may parse dates in the dashed form only.
     False for Parquet files and for anything else."""
+    facts = _csv_byte_facts(path)
+    return facts is not None and not facts.has_slash
+
+
+def _csv_byte_facts(path: Path) -> _ByteFacts | None:
+    """:func:`_byte_facts` of a non-empty file that is not Parquet; None otherwise."""
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
-        return False
+        return None
     with open(path, "rb") as f:
         if f.read(4) == b"PAR1":
-            return False
-    return not _byte_facts(path).has_slash
+            return None
+    return _byte_facts(path)
 
 
 def _byte_facts(path: Path) -> _ByteFacts:
