@@ -145,7 +145,13 @@ def _one_per_key(keys: np.ndarray, frame: pl.DataFrame, tie: list[str]) -> tuple
 def _shifted_days(dates: pl.Series, months: int) -> pl.Series:
     """``months_back`` of each date (computed once per distinct date)."""
     days = dates.cast(pl.Int32).to_numpy()
-    distinct, inverse = np.unique(days, return_inverse=True)
+    if dates.null_count() == 0 and days.size and int(days.max()) - int(days.min()) < 1 << 20:
+        # few distinct dates in a short span (as-of dates): a lookup table instead of a sort
+        present = np.bincount(days - days.min()) > 0
+        distinct = (np.flatnonzero(present) + days.min()).astype(days.dtype)
+        inverse = (np.cumsum(present) - 1)[days - days.min()]
+    else:
+        distinct, inverse = np.unique(days, return_inverse=True)
     back = pl.select(months_back(pl.Series(distinct, dtype=pl.Int32).cast(pl.Date), months)).to_series()
     return pl.Series(back.cast(pl.Int32).to_numpy()[inverse])
 

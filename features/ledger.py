@@ -75,7 +75,11 @@ accounts of that day at once, and only for accounts that ever have credit on
 account; everything else is Polars and vectorised numpy (per as-of window sums
 are difference arrays over the as-of dates, the 90th-percentile delay is a walk
 down a wavelet matrix of the delays, invoice timelines are merged by counting;
-no per-customer Python, and no text is copied where numbers or hashes do).
+no per-customer Python; entries find the invoice they name with one join on the
+text; ties on an entry id are broken by ledger position when each type's ids
+ascend down the ledger, which is checked). :func:`ledger_features` computes the
+90th percentile in a second thread (pure numpy: the result does not depend on
+the interleaving).
 Money is integer cents inside and ``Decimal(18, 2)`` (``core.schema.MONEY``) in
 every output.
 
@@ -86,6 +90,7 @@ contract's observation rule), "3 months" the 91 days ``(t - 91 days, t]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -435,11 +440,35 @@ class CashApplication:
             }
         )
 
+    @cached_property
+    def _timeline_key(self) -> np.ndarray:
+        """Sorted (invoice, day) keys of the timeline (built once; features ask several times)."""
+        return _key(self.timeline_inv, self.timeline_day)
+
+    @cached_property
+    def _timeline_start(self) -> np.ndarray:
+        """First timeline row of each invoice number (its rows are the next ``count``)."""
+        count = np.bincount(self.timeline_inv, minlength=self.invoice_facts.height)
+        return np.cumsum(count) - count
+
+    def outstanding_of_every_invoice(self, day: np.ndarray) -> np.ndarray:
+        """Outstanding base cents of every invoice (number order) at the end of ``day[invoice]``:
+        :meth:`outstanding_at` of all invoices, by counting instead of searching."""
+        n_inv = self.invoice_facts.height
+        if np.asarray(day).size != n_inv:
+            raise ValueError(f"day must hold one day per invoice ({n_inv}); got {np.asarray(day).size}")
+        if self.timeline_inv.size == 0:
+            return np.zeros(n_inv, dtype=np.int64)
+        # an invoice's timeline days increase: the rows on or before its day are a prefix
+        upto = np.bincount(self.timeline_inv[self.timeline_day <= np.asarray(day)[self.timeline_inv]], minlength=n_inv)
+        last = self._timeline_start + upto - 1
+        return np.where(upto > 0, self.timeline_out[np.maximum(last, 0)], 0)
+
     def outstanding_at(self, inv: np.ndarray, day: np.ndarray) -> np.ndarray:
         """Outstanding base cents of invoices ``inv`` at the end of ``day`` (0 before posting)."""
         if self.timeline_inv.size == 0:
             return np.zeros(np.asarray(inv).size, dtype=np.int64)
-        key = _key(self.timeline_inv, self.timeline_day)
+        key = self._timeline_key
         i = np.searchsorted(key, _key(inv, day), side="right") - 1
         j = np.maximum(i, 0)
         return np.where((i >= 0) & (self.timeline_inv[j] == inv), self.timeline_out[j], 0)
@@ -469,11 +498,21 @@ def cash_application(
     entry_id = entries["entry_id"]
     all_invoices = np.flatnonzero(kind == _TYPE_CODE[INVOICE])
 
-    # invoices, in the order credit is applied: customer, currency, due date, document date, entry id
+    # direct applications: entries naming an invoice of their customer, in the invoice's currency
+    is_direct = (kind >= _TYPE_CODE[PAYMENT]) & (kind <= _TYPE_CODE[WRITE_OFF]) & converted
+    names = entries["applies_to"].is_not_null().to_numpy()
+    must_name = (kind >= _TYPE_CODE[CREDIT_NOTE]) & (kind <= _TYPE_CODE[WRITE_OFF]) & converted
+    drows = np.flatnonzero(is_direct & names)
     rows = np.flatnonzero((kind == _TYPE_CODE[INVOICE]) & converted)
-    rows = rows[_order([cust[rows], cur[rows], e.due[rows], day[rows]], entry_id, rows)]
-    inv_cust, inv_cur, inv_doc, inv_due = cust[rows], cur[rows], day[rows], e.due[rows]
-    inv_own, inv_cents, inv_rate_id = own[rows], cents[rows], e.rate_id[rows]
+    d_pos, d_inv_row = _text_pairs(entries["applies_to"], drows, entry_id, rows)
+    ascending = _ids_ascend_by_type(entry_id, kind)
+    # invoices, in the order credit is applied: customer, currency, due date, document date, entry id
+    keys = [cust[rows], cur[rows], e.due[rows], day[rows]]
+    order = _order(keys, entry_id, rows, text_follows_rows=ascending[_TYPE_CODE[INVOICE]])
+    rows = rows[order]
+    # np.take: the same gather as indexing, faster for one 1-d index array
+    inv_cust, inv_cur, inv_due, inv_doc = (np.take(k, order) for k in keys)
+    inv_own, inv_cents, inv_rate_id = (np.take(a, rows) for a in (own, cents, e.rate_id))
     rate_values = e.rates["rate_to_base"]
     invoice_facts = pl.DataFrame(
         {
@@ -489,20 +528,17 @@ def cash_application(
     )
     inv_foreign = inv_rate_id >= 0
 
-    # direct applications: entries naming an invoice of their customer, in the invoice's currency
-    is_direct = (kind >= _TYPE_CODE[PAYMENT]) & (kind <= _TYPE_CODE[WRITE_OFF]) & converted
-    names = entries["applies_to"].is_not_null().to_numpy()
-    must_name = (kind >= _TYPE_CODE[CREDIT_NOTE]) & (kind <= _TYPE_CODE[WRITE_OFF]) & converted
-    drows = np.flatnonzero(is_direct & names)
-    d_pos, d_inv = _match_invoices(entries["applies_to"], drows, entry_id, rows)
+    d_inv = _renumber(d_inv_row, rows, entries.height)
     d_rows = drows[d_pos]
     same = cust[d_rows] == inv_cust[d_inv]
     d_rows, d_inv = d_rows[same], d_inv[same]
     unmatched = int((is_direct & names).sum() + (must_name & ~names).sum()) - d_rows.size
     d_day = np.maximum(day[d_rows], inv_doc[d_inv])
     d_kind = kind[d_rows]
-    order = _order([d_inv, d_day, _KIND_ORDER[d_kind]], entry_id, d_rows)
-    d_rows, d_inv, d_day, d_kind = d_rows[order], d_inv[order], d_day[order], d_kind[order]
+    # rows that tie here have one entry type: its ids ascending down the ledger decide the ties
+    order = _order([d_inv, d_day, _KIND_ORDER[d_kind]], entry_id, d_rows,
+                   text_follows_rows=all(ascending[_TYPE_CODE[t]] for t in (PAYMENT, CREDIT_NOTE, WRITE_OFF)))
+    d_rows, d_inv, d_day, d_kind = (np.take(a, order) for a in (d_rows, d_inv, d_day, d_kind))
     x = own[d_rows].copy()
     cross = np.flatnonzero(cur[d_rows] != inv_cur[d_inv])
     if cross.size:  # another currency than the invoice's: via base currency, at the invoice's rate
@@ -530,7 +566,8 @@ def cash_application(
     c_acct = credits["cust"].to_numpy() * n_cur + credits["cur"].to_numpy()
     acct, n_acct = _dense_ints(np.concatenate([inv_acct, c_acct]))
     inv_acct, c_acct = acct[: inv_acct.size], acct[inv_acct.size :]
-    inv_rank = np.arange(inv_acct.size, dtype=np.int64) - np.searchsorted(inv_acct, inv_acct, side="left") + 1
+    # rank of each invoice in its account (1, 2, ...): the invoices come sorted by account
+    inv_rank = _grouped_cumsum(inv_acct, np.ones(inv_acct.size, dtype=np.int64))
     oa_inv, oa_day, oa_own = _apply_credit(
         n_acct,
         inv_acct,
@@ -612,14 +649,25 @@ def _dense_ints(values: np.ndarray) -> tuple[np.ndarray, int]:
     return (np.cumsum(present) - 1)[values], int(present.sum())
 
 
-def _order(keys: list[np.ndarray], tiebreak: pl.Series, rows: np.ndarray) -> np.ndarray:
+def _order(
+    keys: list[np.ndarray], tiebreak: pl.Series, rows: np.ndarray, text_follows_rows: bool = False
+) -> np.ndarray:
     """Indices sorting rows by the integer ``keys`` (lexicographic), then by their ``tiebreak`` text.
 
     Row ``i``'s text is ``tiebreak[rows[i]]``; it is read only for rows whose keys tie.
+    ``text_follows_rows`` promises that of two rows whose keys tie, the one earlier in
+    ``tiebreak`` has the smaller text (no nulls): then, when ``rows`` increase, the
+    position is the tiebreak and no text is read.
     """
     n = keys[0].size
     if n == 0:
         return _EMPTY_I64
+    if text_follows_rows and (n == 1 or bool(np.all(rows[1:] > rows[:-1]))):
+        position = np.arange(n, dtype=np.int64)
+        unique_key = _composite_key([*keys, position])
+        if unique_key is not None:
+            return pl.Series(unique_key).arg_sort().to_numpy().astype(np.int64)
+        return np.lexsort([position, *keys[::-1]])
     composite = _composite_key(keys)
     if composite is not None:
         order = pl.Series(composite).arg_sort().to_numpy().astype(np.int64)
@@ -644,28 +692,54 @@ def _order(keys: list[np.ndarray], tiebreak: pl.Series, rows: np.ndarray) -> np.
     return order
 
 
-def _match_invoices(
-    applies_to: pl.Series, naming: np.ndarray, entry_ids: pl.Series, invoice_rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (position in ``naming``, invoice number) where ``applies_to[naming[i]]`` equals
-    the entry id of invoice ``inv`` (``entry_ids[invoice_rows[inv]]``).
+def _ids_ascend_by_type(entry_ids: pl.Series, kind: np.ndarray) -> dict[int, bool]:
+    """Per entry-type code: True when that type's entry ids strictly increase down the ledger
+    (no nulls), so their row order is their text order (one sequential pass, no sort)."""
+    out = {}
+    for code in _TYPE_CODE.values():
+        ids = entry_ids.filter(pl.Series(kind == code))
+        out[code] = ids.null_count() == 0 and (ids.len() < 2 or bool((ids.slice(1) > ids.slice(0, ids.len() - 1)).all()))
+    return out
 
-    Joins on a 64-bit hash of the text (no string is copied for the join), then keeps
-    a pair only when the two texts are equal: a hash collision never applies a payment
-    to the wrong invoice.
+
+def _renumber(rows: np.ndarray, numbered_rows: np.ndarray, n: int) -> np.ndarray:
+    """Position in ``numbered_rows`` of each of ``rows`` (each must be one of them)."""
+    number_of_row = np.full(n, -1, dtype=np.int64)
+    number_of_row[numbered_rows] = np.arange(numbered_rows.size, dtype=np.int64)
+    return number_of_row[rows]
+
+
+def _text_pairs(
+    applies_to: pl.Series, naming: np.ndarray, entry_ids: pl.Series, candidate_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (position in ``naming``, ledger row ``r`` in ``candidate_rows``) where
+    ``applies_to[naming[i]] == entry_ids[r]``, sorted by (i, r).
+
+    One Polars join on the text (exact equality; nulls never match). Both sides are taken
+    in ledger row order (a mask, not a random gather of text).
     """
-    left = pl.DataFrame({"h": applies_to.hash(seed=0).to_numpy()[naming], "i": np.arange(naming.size, dtype=np.int64)})
-    right = pl.DataFrame(
-        {"h": entry_ids.hash(seed=0).to_numpy()[invoice_rows], "inv": np.arange(invoice_rows.size, dtype=np.int64)}
+    if naming.size == 0 or candidate_rows.size == 0:
+        return _EMPTY_I64, _EMPTY_I64
+    n = applies_to.len()
+    if naming.size > 1 and not bool(np.all(naming[1:] > naming[:-1])):
+        left_text = applies_to.gather(pl.Series(naming))
+    else:
+        mask = np.zeros(n, dtype=bool)
+        mask[naming] = True
+        left_text = applies_to.filter(pl.Series(mask))
+    candidate = np.zeros(n, dtype=bool)
+    candidate[candidate_rows] = True
+    pairs = pl.DataFrame({"t": left_text, "i": np.arange(naming.size, dtype=np.int64)}).join(
+        pl.DataFrame({"t": entry_ids.filter(pl.Series(candidate)), "r": np.flatnonzero(candidate)}), on="t", how="inner"
     )
-    pairs = left.join(right, on="h", how="inner")
-    i, inv = pairs["i"].to_numpy(), pairs["inv"].to_numpy()
-    same = (
-        (applies_to.gather(pl.Series(naming[i])) == entry_ids.gather(pl.Series(invoice_rows[inv])))
-        .fill_null(False)
-        .to_numpy()
-    )
-    return i[same], inv[same]
+    i, r = pairs["i"].to_numpy(), pairs["r"].to_numpy()
+    # the join's row order is not defined: put the pairs in (i, r) order
+    slot = np.full(naming.size, -1, dtype=np.int64)
+    slot[i] = np.arange(i.size, dtype=np.int64)
+    order = slot[slot >= 0]
+    if order.size != i.size:  # a position matched several rows (duplicate entry ids)
+        order = np.lexsort([r, i])
+    return i[order], r[order]
 
 
 def _stable_order(keys: list[np.ndarray]) -> np.ndarray:
@@ -1380,72 +1454,74 @@ def ledger_features(
     asof_days = _days(dates)
     q_cust, q_asof, ids = _grid(cash, customers_asof, dates)
     q_day = asof_days[q_asof]
-    sums = _AsOfSums(ids.len(), asof_days)
-
-    def at(matrix: np.ndarray) -> np.ndarray:
-        return matrix[q_cust, q_asof]
-
-    inv = cash.invoice_facts
-    inv_cust = inv["cust"].to_numpy()
-    inv_doc = inv["doc_day"].to_numpy().astype(np.int64)
-    inv_due = inv["due_day"].to_numpy().astype(np.int64)
-    inv_amt = inv["amount_cents"].to_numpy()
-    inv_idx = np.arange(inv.height, dtype=np.int64)
-
-    doc_lo = sums.first_at_or_after(inv_doc)
-    s12 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_12M_DAYS, inv_amt, lo=doc_lo))).astype(np.int64)
-    s3 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_3M_DAYS, inv_amt, lo=doc_lo))).astype(np.int64)
-    n12 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_12M_DAYS, lo=doc_lo))).astype(np.int64)
-    # last invoice on or before t: a running maximum over the as-of dates
-    last = np.full((ids.len(), asof_days.size + 1), -1, dtype=np.int64)
-    np.maximum.at(last, (inv_cust, doc_lo), inv_doc)
-    last_inv = at(np.maximum.accumulate(last, axis=1)[:, :-1])
-
-    cn = cash.credit_notes
-    cn12 = np.rint(at(sums.window(cn["cust"].to_numpy(), cn["day"].to_numpy(), WINDOW_12M_DAYS, cn["cents"].to_numpy())))
-
-    past = {}
-    for days in (30, 60):
-        owed = cash.outstanding_at(inv_idx, inv_due + days) > 0
-        past[days] = np.rint(at(sums.window(inv_cust[owed], inv_due[owed] + days, WINDOW_12M_DAYS))).astype(np.int64)
-
     c_cust, c_day, c_delay = _settlements(cash)
-    late = (c_delay > 0).astype(np.float64)
-    c_lo = sums.first_at_or_after(c_day)
-    k12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, lo=c_lo))
-    d12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, c_delay, lo=c_lo))
-    l12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, late, lo=c_lo))
-    k3 = at(sums.window(c_cust, c_day, WINDOW_3M_DAYS, lo=c_lo))
-    d3 = at(sums.window(c_cust, c_day, WINDOW_3M_DAYS, c_delay, lo=c_lo))
-    p90 = _p90_by_asof(c_cust, c_day, c_delay, q_cust, q_day)
+    # the 90th percentile (numpy, most of it outside the GIL) runs next to everything else
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger") as pool:
+        p90_job = pool.submit(_p90_by_asof, c_cust, c_day, c_delay, q_cust, q_day)
+        sums = _AsOfSums(ids.len(), asof_days)
 
-    unapplied = _unapplied_credit(cash, sums, q_cust, q_asof, dates)
+        def at(matrix: np.ndarray) -> np.ndarray:
+            return matrix[q_cust, q_asof]
 
-    # aging: each stretch an invoice owes money counts at the as-of dates inside it, in the
-    # bucket its days past due put it in then (bucket edges are fixed days after the due date)
-    s_inv, s_from, s_to, s_out = _open_segments(cash)
-    s_cust, s_due = inv_cust[s_inv], inv_due[s_inv]
-    lo, hi = sums.first_at_or_after(s_from), sums.first_at_or_after(s_to)
-    edges = [sums.first_at_or_after(s_due + k) for k in (1, 31, 91, 181)]
-    bounds = [lo, *[np.clip(e, lo, hi) for e in edges], hi]
-    # sums over [lo, bound) for each upper bound: a bucket is the difference of two of them
-    upto = [np.rint(at(m)).astype(np.int64) for m in sums.prefixes(s_cust, lo, bounds[1:], s_out)]
-    buckets = [upto[0], *[upto[j + 1] - upto[j] for j in range(4)]]
-    past_lo = bounds[1]
-    due_rel = (s_due - asof_days[0]).astype(np.float64)
-    w_out = (upto[4] - upto[0]).astype(np.float64)  # outstanding past due: exposure - not yet due
-    w_due = at(sums.ranges(s_cust, past_lo, hi, s_out * due_rel))
-    dpd_sum = w_out * (q_day - asof_days[0]) - w_due
-    # the largest days past due: the earliest due date among past-due stretches at t
-    cnt = hi - past_lo
-    has = cnt > 0
-    rep = np.repeat(np.flatnonzero(has), cnt[has])
-    step = np.arange(rep.size) - np.repeat(np.cumsum(cnt[has]) - cnt[has], cnt[has])
-    min_due = np.full((ids.len(), asof_days.size), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(min_due, (s_cust[rep], past_lo[rep] + step), s_due[rep])
-    md = at(min_due)
-    dpd_max = np.where(md == np.iinfo(np.int64).max, 0, q_day - np.minimum(md, q_day))
+        inv = cash.invoice_facts
+        inv_cust = inv["cust"].to_numpy()
+        inv_doc = inv["doc_day"].to_numpy().astype(np.int64)
+        inv_due = inv["due_day"].to_numpy().astype(np.int64)
+        inv_amt = inv["amount_cents"].to_numpy()
 
+        doc_lo = sums.first_at_or_after(inv_doc)
+        s12 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_12M_DAYS, inv_amt, lo=doc_lo))).astype(np.int64)
+        s3 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_3M_DAYS, inv_amt, lo=doc_lo))).astype(np.int64)
+        n12 = np.rint(at(sums.window(inv_cust, inv_doc, WINDOW_12M_DAYS, lo=doc_lo))).astype(np.int64)
+        # last invoice on or before t: a running maximum over the as-of dates
+        last = np.full((ids.len(), asof_days.size + 1), -1, dtype=np.int64)
+        np.maximum.at(last, (inv_cust, doc_lo), inv_doc)
+        last_inv = at(np.maximum.accumulate(last, axis=1)[:, :-1])
+
+        cn = cash.credit_notes
+        cn12 = np.rint(at(sums.window(cn["cust"].to_numpy(), cn["day"].to_numpy(), WINDOW_12M_DAYS, cn["cents"].to_numpy())))
+
+        past = {}
+        for days in (30, 60):
+            owed = cash.outstanding_of_every_invoice(inv_due + days) > 0
+            past[days] = np.rint(at(sums.window(inv_cust[owed], inv_due[owed] + days, WINDOW_12M_DAYS))).astype(np.int64)
+
+        late = (c_delay > 0).astype(np.float64)
+        c_lo = sums.first_at_or_after(c_day)
+        k12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, lo=c_lo))
+        d12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, c_delay, lo=c_lo))
+        l12 = at(sums.window(c_cust, c_day, WINDOW_12M_DAYS, late, lo=c_lo))
+        k3 = at(sums.window(c_cust, c_day, WINDOW_3M_DAYS, lo=c_lo))
+        d3 = at(sums.window(c_cust, c_day, WINDOW_3M_DAYS, c_delay, lo=c_lo))
+
+        unapplied = _unapplied_credit(cash, sums, q_cust, q_asof, dates)
+
+        # aging: each stretch an invoice owes money counts at the as-of dates inside it, in the
+        # bucket its days past due put it in then (bucket edges are fixed days after the due date)
+        s_inv, s_from, s_to, s_out = _open_segments(cash)
+        s_cust, s_due = inv_cust[s_inv], inv_due[s_inv]
+        lo, hi = sums.first_at_or_after(s_from), sums.first_at_or_after(s_to)
+        edges = [sums.first_at_or_after(s_due + k) for k in (1, 31, 91, 181)]
+        bounds = [lo, *[np.clip(e, lo, hi) for e in edges], hi]
+        # sums over [lo, bound) for each upper bound: a bucket is the difference of two of them
+        upto = [np.rint(at(m)).astype(np.int64) for m in sums.prefixes(s_cust, lo, bounds[1:], s_out)]
+        buckets = [upto[0], *[upto[j + 1] - upto[j] for j in range(4)]]
+        past_lo = bounds[1]
+        due_rel = (s_due - asof_days[0]).astype(np.float64)
+        w_out = (upto[4] - upto[0]).astype(np.float64)  # outstanding past due: exposure - not yet due
+        w_due = at(sums.ranges(s_cust, past_lo, hi, s_out * due_rel))
+        dpd_sum = w_out * (q_day - asof_days[0]) - w_due
+        # the largest days past due: the earliest due date among past-due stretches at t
+        cnt = hi - past_lo
+        has = cnt > 0
+        rep = np.repeat(np.flatnonzero(has), cnt[has])
+        step = np.arange(rep.size) - np.repeat(np.cumsum(cnt[has]) - cnt[has], cnt[has])
+        min_due = np.full((ids.len(), asof_days.size), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(min_due, (s_cust[rep], past_lo[rep] + step), s_due[rep])
+        md = at(min_due)
+        dpd_max = np.where(md == np.iinfo(np.int64).max, 0, q_day - np.minimum(md, q_day))
+
+        p90 = p90_job.result()
     exposure = np.sum(buckets, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pl.DataFrame(
@@ -1520,7 +1596,7 @@ def dpd_default_dates(cash: CashApplication, materiality_threshold: Decimal) -> 
     threshold_cents = int((materiality_threshold * 100).to_integral_value(rounding="ROUND_FLOOR"))
     inv = cash.invoice_facts
     due90 = inv["due_day"].to_numpy().astype(np.int64) + 90
-    owed = cash.outstanding_at(np.arange(inv.height, dtype=np.int64), due90)
+    owed = cash.outstanding_of_every_invoice(due90)
     hit = owed > threshold_cents
     return (
         pl.DataFrame({"cust": inv["cust"].to_numpy()[hit], "day": due90[hit]})

@@ -15,10 +15,12 @@ the as-of date; see ``features.ledger``, ``features.customers``, ``features.bure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -44,6 +46,7 @@ from creditflow.features.ledger import (
 from creditflow.features.registry import FEATURE_SET_VERSION, feature_names
 
 AS_OF_DATE = "as_of_date"
+_T = TypeVar("_T")
 _OBSERVED = "_observed"
 FX_TO_BASE = "fx_to_base"
 """Base-currency units per unit of the credit limit's currency at the as-of date."""
@@ -89,6 +92,14 @@ def panel_as_of_dates(ledger: pl.LazyFrame, data_end: date) -> list[date]:
     """Month ends from the first month end on or after the first entry to the last on or before data_end."""
     start = ledger.select(pl.col("document_date").min()).collect().item()
     return month_ends(start, data_end)
+
+
+def _ledger_end_and_month_ends(ledger: pl.LazyFrame) -> tuple[date, list[date]]:
+    """:func:`data_end_of` and :func:`panel_as_of_dates` of it, from one select."""
+    first, end = ledger.select(first=pl.col("document_date").min(), end=pl.col("document_date").max()).collect().row(0)
+    if end is None:
+        raise ValueError("the ledger has no entries: nothing to build features from")
+    return end, month_ends(first, end)
 
 
 def limit_fx_to_base(
@@ -173,6 +184,41 @@ def _aligned_panel(
     return wide.hstack(extra).lazy().filter(pl.col(_OBSERVED))
 
 
+def _attempt(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> tuple[_T | None, Exception | None]:
+    """``(fn(*args, **kwargs), None)``, or ``(None, the exception)``: lets a thread hand its error over."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001 - re-raised by _raise_or_value in the caller's order
+        return None, exc
+
+
+def _raise_or_value(outcome: tuple[_T | None, Exception | None]) -> _T:
+    value, error = outcome
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
+
+
+def _collected(fn: Callable[..., pl.LazyFrame], *args: Any, **kwargs: Any) -> pl.DataFrame:
+    return fn(*args, **kwargs).collect()
+
+
+def _master_of(customers: pl.LazyFrame, dates: list[date]) -> pl.DataFrame:
+    # the in-memory engine runs this plan (cross join, as-of join, sort) at about half the CPU
+    return customer_master_asof(customers, dates).collect(engine="in-memory")
+
+
+def _side_parts(
+    master_job: Future, bureau: pl.LazyFrame | None, events: pl.LazyFrame, dates: list[date]
+) -> tuple[tuple[pl.DataFrame | None, Exception | None], tuple[pl.DataFrame | None, Exception | None]]:
+    """Outcomes of the bureau and event features (nothing when the master failed: its error comes first)."""
+    master, error = master_job.result()
+    if error is not None:
+        return (None, None), (None, None)
+    bureau_out = _attempt(_collected, bureau_features, bureau, master, dates) if bureau is not None else (None, None)
+    return bureau_out, _attempt(_collected, event_features, events, master, dates)
+
+
 def build_panel(
     *,
     ledger: pl.LazyFrame,
@@ -193,8 +239,11 @@ def build_panel(
     maturity: "Observations whose window is not fully observed yet are not labelled".
     """
     names = feature_names(feature_set)  # fails early on an unknown set
-    end = data_end or data_end_of(ledger)
-    dates = sorted(set(as_of_dates)) if as_of_dates else panel_as_of_dates(ledger, end)
+    if data_end or as_of_dates:
+        end = data_end or data_end_of(ledger)
+        dates = sorted(set(as_of_dates)) if as_of_dates else panel_as_of_dates(ledger, end)
+    else:  # both ends of the ledger's dates in one pass over it
+        end, dates = _ledger_end_and_month_ends(ledger)
     if not dates:
         raise ValueError(f"no month end between the first ledger entry and {end}: nothing to build")
     late = [d for d in dates if d > end]
@@ -203,18 +252,30 @@ def build_panel(
     events = events if events is not None else pl.LazyFrame(
         schema={"registration_id": pl.String, "event_date": pl.Date, "event_type": pl.String, "detail": pl.String})
 
-    # the in-memory engine runs this plan (cross join, as-of join, sort) at about half the CPU
-    master = customer_master_asof(customers, dates).collect(engine="in-memory")
-    cash = cash_application(ledger, fx_rates, base_currency=base_currency)
-    # Defaults are observed up to the end of the data: a 90-days-past-due date after it is
-    # a projection (the payment may still come), not a default.
-    defaults = default_dates(ledger, fx_rates, customers, events, base_currency=base_currency,
-                             materiality_threshold=materiality_threshold, data_end=end, cash=cash).collect()
+    # Two threads next to this one: the Polars-heavy master, bureau and event features run
+    # while the numpy cash application runs here (Polars and large numpy operations release
+    # the GIL). Every piece is a pure function of the inputs, so the result does not depend
+    # on the interleaving; errors are raised in the order a sequential build meets them.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="panel") as pool:
+        master_job = pool.submit(_attempt, _master_of, customers, dates)
+        side_job = pool.submit(_side_parts, master_job, bureau, events, dates)
+        cash_out = _attempt(cash_application, ledger, fx_rates, base_currency=base_currency)
+        master = _raise_or_value(master_job.result())
+        cash = _raise_or_value(cash_out)
+        # Defaults are observed up to the end of the data: a 90-days-past-due date after it is
+        # a projection (the payment may still come), not a default.
+        defaults_job = pool.submit(
+            _attempt, _collected, default_dates, ledger, fx_rates, customers, events, base_currency=base_currency,
+            materiality_threshold=materiality_threshold, data_end=end, cash=cash)
+        ledger_out = _attempt(_collected, ledger_features, ledger, fx_rates, master, dates,
+                              base_currency=base_currency, cash=cash)
+        defaults = _raise_or_value(defaults_job.result())
+        parts = [_raise_or_value(ledger_out)]
+        bureau_out, events_out = side_job.result()
+        if bureau is not None:
+            parts.append(_raise_or_value(bureau_out))
+        parts.append(_raise_or_value(events_out))
     keys = ["customer_id", AS_OF_DATE]
-    parts = [ledger_features(ledger, fx_rates, master, dates, base_currency=base_currency, cash=cash).collect()]
-    if bureau is not None:
-        parts.append(bureau_features(bureau, master, dates).collect())
-    parts.append(event_features(events, master, dates).collect())
     fx = limit_fx_to_base(fx_rates, dates, base_currency=base_currency)
     panel = _aligned_panel(master, parts, defaults, cash, dates, fx, end)
     aligned = panel is not None
