@@ -180,6 +180,23 @@ class FileRecord:
         return asdict(self)
 
 
+_RECORDS_READ: dict[str, tuple[int, int, int, FileRecord]] = {}
+"""Manifest records already parsed in this process, by path, with the (inode, size, mtime_ns)
+they were read at. A record file is written once (atomically, by rename); re-reading every
+record for every file of a run made the per-file cost grow with the lake's history."""
+
+
+def _read_record(entry: os.DirEntry) -> FileRecord:
+    st = entry.stat()
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _RECORDS_READ.get(entry.path)
+    if known is not None and known[:3] == identity:
+        return known[3]
+    rec = FileRecord(**json.loads(Path(entry.path).read_text(encoding="utf-8")))
+    _RECORDS_READ[entry.path] = (*identity, rec)
+    return rec
+
+
 class Manifest:
     """The set of ingested files, read from ``lake/manifest/*.json``."""
 
@@ -187,8 +204,10 @@ class Manifest:
         self.paths = paths
         self.records: dict[str, FileRecord] = {}
         if paths.manifest.is_dir():
-            for p in sorted(paths.manifest.glob("*.json")):
-                rec = FileRecord(**json.loads(p.read_text(encoding="utf-8")))
+            with os.scandir(paths.manifest) as it:
+                entries = sorted((e for e in it if e.name.endswith(".json") and e.is_file()), key=lambda e: e.name)
+            for entry in entries:
+                rec = _read_record(entry)
                 self.records[rec.file_sha256] = rec
 
     def __contains__(self, sha: str) -> bool:

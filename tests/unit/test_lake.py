@@ -120,3 +120,24 @@ def test_file_hashes_forgets_files_no_longer_looked_up_and_survives_a_bad_cache(
     assert list(json.loads(cache.read_text())) == [str(a.resolve())]
     cache.write_text("{not json")
     assert FileHashes(cache).sha256(a) == hashlib.sha256(b"1").hexdigest()
+
+
+def test_manifest_reads_each_record_once_and_rereads_a_rewritten_one(tmp_path, monkeypatch):
+    paths = Paths(tmp_path)
+    rec = FileRecord(family="ledger", source_file="ledger/a.csv", file_sha256="a" * 64, size_bytes=3,
+                     status="accepted", rows_read=2, rows_accepted=2, rows_quarantined=0)
+    Manifest(paths).commit(rec)
+    reads: list[str] = []
+    real = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        reads.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    assert Manifest(paths).records[rec.file_sha256].rows_read == 2
+    assert Manifest(paths).records[rec.file_sha256].rows_read == 2
+    assert reads == [f"{'a' * 64}.json"]  # the second Manifest used the parsed record
+    fixed = FileRecord(**{**rec.to_dict(), "rows_read": 3, "rows_quarantined": 1})
+    Manifest(paths).commit(fixed)  # a re-ingest after a crash rewrites the record (new inode)
+    assert Manifest(paths).records[rec.file_sha256].rows_read == 3
