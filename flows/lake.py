@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+_RACY_NS = 2_000_000_000
+"""File systems stamp mtime/ctime in ticks of a few ms (ext4) to 2 s (FAT, some network mounts)."""
 
 
 class FileHashes:
@@ -86,8 +91,14 @@ class FileHashes:
         identity = self._identity(os.stat(key))
         entry = self._known.get(key)
         if entry is None or entry.get("identity") != identity or not isinstance(entry.get("sha256"), str):
+            started = time.time_ns()
             entry = {"identity": identity, "sha256": sha256_file(Path(key))}
             if self._identity(os.stat(key)) != identity:  # written while being read: do not remember
+                return entry["sha256"]
+            if started - max(identity[3], identity[4]) < _RACY_NS:
+                # Changed within a timestamp tick of being hashed: a same-size rewrite in the
+                # same tick would keep this identity (git's "racily clean" entries); hash it
+                # again next time rather than trust the identity.
                 return entry["sha256"]
         self._seen[key] = entry
         return entry["sha256"]
@@ -149,7 +160,7 @@ def write_json_atomic(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FileRecord:
     """The manifest record of one ingested landing file."""
 

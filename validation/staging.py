@@ -219,7 +219,7 @@ def file_rejection_record(
 _BLANK_BYTES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
 """ASCII bytes that ``str.strip_chars()`` removes besides the line feed; every other
 character it removes (Unicode White_Space) is non-ASCII."""
-_COMMA, _LF = ord(","), ord("\n")
+_COMMA, _LF, _CR = ord(","), ord("\n"), ord("\r")
 
 
 def values_are_trimmed(path: Path) -> bool:
@@ -246,6 +246,10 @@ class _ByteFacts(NamedTuple):
     commas: int
     newlines: int
     ends_with_newline: bool
+    last_line_commas: int
+    """Commas after the last line feed (on a last line without one)."""
+    has_lone_cr: bool
+    """A carriage return not followed by a line feed (neither LF nor CRLF ends that line)."""
 
 
 _FACTS_CHUNK = 1 << 22  # 4 MiB: each chunk's comparisons stay in cache
@@ -272,30 +276,51 @@ def _csv_byte_facts(path: Path) -> _ByteFacts | None:
 
 
 def _byte_facts(path: Path) -> _ByteFacts:
-    """One vectorised pass over the bytes (cached per path, size and mtime)."""
+    """One vectorised pass over the bytes (cached per path and the file's identity: inode,
+    size, mtime and ctime, so a rewritten file is read again)."""
     st = path.stat()
-    return _byte_facts_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _byte_facts_cached(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _byte_facts_cached(path: str, size: int, mtime_ns: int) -> _ByteFacts:
+def _byte_facts_cached(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> _ByteFacts:
     if size == 0:
-        return _ByteFacts(False, False, False, 0, 0, False)
-    commas = newlines = 0
+        return _ByteFacts(False, False, False, 0, 0, False, 0, False)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         has_quote = mm.find(b'"') >= 0
-        has_blank = any(mm.find(b) >= 0 for b in _BLANK_BYTES)
+        has_cr = mm.find(b"\r") >= 0
+        has_blank = has_cr or any(mm.find(b) >= 0 for b in _BLANK_BYTES)
         has_slash = mm.find(b"/") >= 0
         ends_with_newline = mm[size - 1:size] == b"\n"
-        data = np.frombuffer(mm, dtype=np.uint8)
-        for start in range(0, size, _FACTS_CHUNK):
-            chunk = data[start:start + _FACTS_CHUNK]
-            commas += int(np.count_nonzero(chunk == _COMMA))
-            newlines += int(np.count_nonzero(chunk == _LF))
-            if not has_blank:
-                has_blank = bool(chunk.max() >= 0x80)
-        del data, chunk  # release the buffer before the mmap closes
-    return _ByteFacts(has_quote, has_blank, has_slash, commas, newlines, ends_with_newline)
+        last_line_commas = 0 if ends_with_newline else mm[mm.rfind(b"\n") + 1:].count(b",")
+        commas, newlines, high, carriage_returns, crlf = _count_bytes(mm, size, count_cr=has_cr,
+                                                                      find_high=not has_blank)
+        has_blank = has_blank or high
+    return _ByteFacts(has_quote, has_blank, has_slash, commas, newlines, ends_with_newline, last_line_commas,
+                      carriage_returns != crlf)
+
+
+def _count_bytes(mm: mmap.mmap, size: int, *, count_cr: bool, find_high: bool) -> tuple[int, int, bool, int, int]:
+    """(commas, line feeds, any byte >= 0x80 (looked for only if ``find_high``), CRs, CRs
+    followed by a LF), chunk by chunk.
+
+    A function of its own so that every view of the mmap is gone when it returns (the
+    caller closes the mmap)."""
+    data = np.frombuffer(mm, dtype=np.uint8)
+    commas = newlines = carriage_returns = crlf = 0
+    high = False
+    for start in range(0, size, _FACTS_CHUNK):
+        chunk = data[start:start + _FACTS_CHUNK]
+        commas += int(np.count_nonzero(chunk == _COMMA))
+        newlines += int(np.count_nonzero(chunk == _LF))
+        if find_high and not high:
+            high = bool(chunk.max() >= 0x80)
+        if count_cr:  # is every CR followed by a LF (the next chunk's first byte included)?
+            cr = chunk == _CR
+            carriage_returns += int(np.count_nonzero(cr))
+            after = data[start + 1:start + _FACTS_CHUNK + 1]
+            crlf += int(np.count_nonzero(cr[:after.size] & (after == _LF)))
+    return commas, newlines, high, carriage_returns, crlf
 
 
 def read_landing_file(path: Path, table: Table, *, temp_dir: Path | None = None) -> pl.DataFrame:
@@ -630,9 +655,11 @@ def _scan_text(path: Path, names: list[str], *, ragged: bool) -> pl.LazyFrame:
 def _read_csv_plain(path: Path, names: list[str], facts: _ByteFacts) -> pl.DataFrame | None:
     """The CSV parse alone, when the bytes prove every record is one well-formed line.
 
-    Only for a file with no ``"`` byte: every comma then separates fields and every
-    line feed ends a line. Polars raises on a record with more fields than the
-    header (so no line has more than ``fields - 1`` commas), while a record with
+    Only for a file with no ``"`` byte and no lone CR: every comma then separates
+    fields and every line feed ends a line. Polars raises on a record with more fields
+    than the header (so no line has more than ``fields - 1`` commas; a last line that
+    no line feed ends may slip one empty field more past Polars, so its commas are
+    counted on their own), while a record with
     fewer fields would read its missing fields as empty text; the file's comma count
     rules that out: it equals ``(fields - 1) x lines`` only when every line, the
     header included, has exactly ``fields - 1`` commas. An empty line has none, so
@@ -640,10 +667,13 @@ def _read_csv_plain(path: Path, names: list[str], facts: _ByteFacts) -> pl.DataF
     after the header (checked against the row count): the row index is the line
     number. None when any of this does not hold; the line scan then decides.
     """
-    if facts.has_quote or len(names) < 2:
+    if facts.has_quote or facts.has_lone_cr or len(names) < 2:
         return None
     lines = facts.newlines + (0 if facts.ends_with_newline else 1)
     if facts.commas != (len(names) - 1) * lines:
+        return None
+    if not facts.ends_with_newline and facts.last_line_commas != len(names) - 1:
+        # Polars lets the last line carry one empty field too many when no line feed ends it
         return None
     try:
         data = _scan_text(path, names, ragged=False).collect()
@@ -655,6 +685,8 @@ def _read_csv_plain(path: Path, names: list[str], facts: _ByteFacts) -> pl.DataF
 def _read_csv_fast(path: Path, names: list[str]) -> pl.DataFrame | None:
     """Polars scans; None when the file needs the exact (Python csv) reader."""
     facts = _byte_facts(path)
+    if facts.has_lone_cr:
+        return None  # the exact reader ends a record there; Polars would keep the CR in a value
     plain = _read_csv_plain(path, names, facts)
     if plain is not None:
         return plain

@@ -73,6 +73,7 @@ def _counting_sha(monkeypatch) -> list[str]:
 
 
 def test_file_hashes_reads_an_unchanged_file_once_across_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(lake, "_RACY_NS", 0)  # these files were written just now (see the racy test)
     reads = _counting_sha(monkeypatch)
     cache = tmp_path / "state" / "landing_sha256.json"
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
@@ -90,6 +91,7 @@ def test_file_hashes_reads_an_unchanged_file_once_across_runs(tmp_path, monkeypa
 
 
 def test_file_hashes_rehash_a_rewritten_file_even_with_its_old_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setattr(lake, "_RACY_NS", 0)
     reads = _counting_sha(monkeypatch)
     cache = tmp_path / "landing_sha256.json"
     a = tmp_path / "a.csv"
@@ -104,7 +106,8 @@ def test_file_hashes_rehash_a_rewritten_file_even_with_its_old_size_and_mtime(tm
     assert reads == ["a.csv", "a.csv"]
 
 
-def test_file_hashes_forgets_files_no_longer_looked_up_and_survives_a_bad_cache(tmp_path):
+def test_file_hashes_forgets_files_no_longer_looked_up_and_survives_a_bad_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(lake, "_RACY_NS", 0)
     cache = tmp_path / "landing_sha256.json"
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_bytes(b"1")
@@ -120,6 +123,19 @@ def test_file_hashes_forgets_files_no_longer_looked_up_and_survives_a_bad_cache(
     assert list(json.loads(cache.read_text())) == [str(a.resolve())]
     cache.write_text("{not json")
     assert FileHashes(cache).sha256(a) == hashlib.sha256(b"1").hexdigest()
+
+
+def test_file_hashes_do_not_remember_a_file_changed_within_a_timestamp_tick(tmp_path, monkeypatch):
+    # written just now: a same-size rewrite in the same tick could keep its identity
+    reads = _counting_sha(monkeypatch)
+    a = tmp_path / "a.csv"
+    a.write_bytes(b"x,y\n1,2\n")
+    hashes = FileHashes(tmp_path / "h.json")
+    hashes.sha256(a)
+    hashes.sha256(a)
+    hashes.save()
+    assert reads == ["a.csv", "a.csv"]
+    assert json.loads((tmp_path / "h.json").read_text()) == {}
 
 
 def test_manifest_reads_each_record_once_and_rereads_a_rewritten_one(tmp_path, monkeypatch):

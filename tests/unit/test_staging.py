@@ -425,9 +425,10 @@ LONG = ROW2 + ",x"  # 9 fields
         ([ROW1, LONG, ROW2], "\n", True, False),
         ([SHORT, LONG], "\n", True, False),  # one comma short, one too many: Polars refuses the long one
         ([ROW1 + "\r" + ROW2], "\n", True, False),  # a lone CR inside a line
+        ([SHORT, ROW2 + ","], "\n", False, False),  # Polars lets an unterminated last line have one more
     ],
     ids=["lf", "crlf", "no-final-eol", "header-only", "blank", "blank-crlf", "short", "long",
-         "short-and-long", "lone-cr"],
+         "short-and-long", "lone-cr", "short-and-unterminated-long-last"],
 )
 def test_plain_read_only_when_the_bytes_prove_one_record_per_line(tmp_path, lines, eol, final_eol, plain):
     data = eol.join([HEADER, *lines]) + (eol if final_eol else "")
@@ -441,3 +442,23 @@ def test_plain_read_only_when_the_bytes_prove_one_record_per_line(tmp_path, line
         read = read_landing_file(path, LEDGER)
         assert read.equals(fast.select(read.columns))
         assert fast.get_column(LINE_NUMBER).to_list() == list(range(2, 2 + len(lines)))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a,b,c\n1,2\n3,4,5,",  # a short line balanced by an unterminated last line with an extra field
+        b"a,b\n\r\n1,2,",
+        b"a,b\n1\n1,2,",
+        b"a,b,c\n1,2\r3,4\n",  # a lone CR ends a record for the reference reader
+        b"a,b,c\n1,2,3\n\r4,5,6\n",
+        b"a,b,c\n1,2,3\r\n4,5\r6\n",
+    ],
+)
+def test_fast_reader_agrees_with_the_exact_reader_on_crafted_line_ends(tmp_path, data):
+    path = write(tmp_path, data, name="x.csv")
+    names = data.split(b"\n", 1)[0].decode().split(",")
+    fast = staging._read_csv_fast(path, names)
+    exact = staging._read_csv_python(path, names)
+    if fast is not None:  # None: handed to the exact reader
+        assert fast.select(exact.columns).equals(exact)
