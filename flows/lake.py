@@ -65,7 +65,9 @@ class FileHashes:
     file's ``(device, inode, size, mtime_ns, ctime_ns)`` are those seen when it was
     hashed: any write to a file moves its ctime, which no tool can set back (``touch``
     sets mtime only), so a changed file is always hashed again; a chmod also moves it,
-    which costs one re-hash and nothing else. Kept in ``WORKDIR/state/landing_sha256.json``
+    which costs one re-hash and nothing else. A file changed less than 2 s before it was
+    hashed is not remembered (a same-size rewrite within one timestamp tick would keep its
+    identity). Kept in ``WORKDIR/state/landing_sha256.json``
     (an unreadable cache is ignored); :meth:`save` keeps only the files looked up since
     it was loaded.
     """
