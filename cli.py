@@ -27,6 +27,9 @@ def _embedded_defaults(settings: Settings) -> None:
     """Point Prefect and MLflow at local stores under the workdir unless the user
     configured real servers (environment variables win). Must run before Prefect is imported."""
     work = settings.workdir.resolve()
+    # Prefect creates its home without parents: a new --workdir must exist first (else the
+    # ephemeral server cannot open its database and Prefect retries for about 100 s).
+    work.mkdir(parents=True, exist_ok=True)
     if "PREFECT_API_URL" not in os.environ:
         os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -53,3 +53,15 @@ def test_bad_usage_is_exit_2_with_a_message(tmp_path):
     bad_config = run("ingest", "--workdir", str(tmp_path), cwd=tmp_path)
     assert bad_config.returncode == 2
     assert "base_currency" in bad_config.stderr and "yuan" in bad_config.stderr
+
+
+def test_ingest_into_a_new_nested_workdir_with_its_own_prefect_home(tmp_path):
+    # as on a fresh machine: no PREFECT_HOME, and a --workdir that does not exist yet
+    landing, work = tmp_path / "landing", tmp_path / "new" / "nested" / "work"
+    (landing / "ledger").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    done = subprocess.run([*CLI, "ingest", "--workdir", str(work), "--landing", str(landing), "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["totals"]["files_new"] == 0
+    assert (work / "prefect").is_dir()  # the embedded Prefect server lived under the new workdir
