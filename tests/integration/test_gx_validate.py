@@ -258,3 +258,26 @@ def test_big_batch_key_uniqueness_ignores_nulls_like_gx(validator, polars_key_va
 def test_polars_key_min_rows_is_checked():
     with pytest.raises(ValueError, match="polars_key_min_rows must be >= 1"):
         GxValidator(None, polars_key_min_rows=0)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda df: df,
+        lambda df: _replace(_replace(df, "customer_id", 0, None), "currency", 3, "RMB1"),
+        lambda df: _replace(df, "entry_id", 5, "E2"),
+        lambda df: _replace(df, "amount", 1, Decimal("-5.00")),
+    ],
+    ids=["clean", "null-and-currency", "duplicate-id", "negative-amount"],
+)
+def test_small_batch_in_one_gx_call_gives_the_grouped_verdicts(validator, monkeypatch, broken):
+    # small batches run every column expectation in one GX call; big ones per column group
+    df = broken(_ledger())
+
+    def outcome(one_frame_max_rows: int) -> dict:
+        monkeypatch.setattr("creditflow.flows.gx_validate.ONE_FRAME_MAX_ROWS", one_frame_max_rows)
+        out = validator.validate(df, LEDGER, batch_name="ledger/same.csv").to_dict()
+        out.pop("seconds")
+        return out
+
+    assert outcome(0) == outcome(1_000)
