@@ -20,6 +20,12 @@ NAMES = ["dpd_max", "utilization", "bureau_score", "industry"]
 TYPES = ["q", "q", "q", "c"]
 
 
+def _dmatrix(x: np.ndarray, **kwargs) -> xgb.DMatrix:
+    """``x`` with the test's feature names and types (category codes in column 3)."""
+    return xgb.DMatrix(x, feature_names=NAMES, feature_types=TYPES, enable_categorical=True, missing=np.nan,
+                       **kwargs)
+
+
 def _data(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = np.column_stack(
@@ -42,14 +48,7 @@ def _booster(
     rng = np.random.default_rng(seed)
     logit = -2 + 0.02 * x[:, 0] + np.nan_to_num(x[:, 1]) - 0.003 * (x[:, 2] - 600) + (x[:, 3] == 2)
     y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.float32)
-    dm = xgb.DMatrix(
-        x,
-        label=y,
-        feature_names=NAMES,
-        feature_types=TYPES,
-        enable_categorical=True,
-        missing=np.nan,
-    )
+    dm = _dmatrix(x, label=y)
     params = {
         "objective": "binary:logistic",
         "max_depth": max_depth,
@@ -65,9 +64,7 @@ def _booster(
 
 
 def _plain(booster: xgb.Booster, x: np.ndarray, approx: bool = False) -> np.ndarray:
-    dm = xgb.DMatrix(
-        x, feature_names=NAMES, feature_types=TYPES, enable_categorical=True, missing=np.nan
-    )
+    dm = _dmatrix(x)
     return booster.predict(dm, pred_contribs=True, approx_contribs=approx)
 
 
@@ -96,9 +93,7 @@ def test_equals_xgboost_approximate_contributions(depth2):
 def test_contributions_and_bias_sum_to_the_margin(depth2):
     x = _data(500, 13)
     fast = contributions(depth2, x).astype(np.float64)
-    dm = xgb.DMatrix(
-        x, feature_names=NAMES, feature_types=TYPES, enable_categorical=True, missing=np.nan
-    )
+    dm = _dmatrix(x)
     margin = depth2.predict(dm, output_margin=True)
     np.testing.assert_allclose(fast.sum(axis=1), margin, rtol=0, atol=1e-4)
 
@@ -107,14 +102,7 @@ def test_only_features_the_trees_split_on_get_a_contribution():
     x = _data(200, 14)
     x[:, 2] = 600.0  # a constant feature is never split on
     y = (x[:, 0] > 30).astype(np.float32)
-    dm = xgb.DMatrix(
-        x,
-        label=y,
-        feature_names=NAMES,
-        feature_types=TYPES,
-        enable_categorical=True,
-        missing=np.nan,
-    )
+    dm = _dmatrix(x, label=y)
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 2, "nthread": 1, "verbosity": 0}, dm, 5
     )
@@ -160,9 +148,7 @@ def test_deep_trees_take_xgboosts_path_for_every_row():
 
 def test_a_dmatrix_gives_the_same_as_its_matrix(depth2):
     x = _data(120, 18)
-    dm = xgb.DMatrix(
-        x, feature_names=NAMES, feature_types=TYPES, enable_categorical=True, missing=np.nan
-    )
+    dm = _dmatrix(x)
     np.testing.assert_array_equal(contributions(depth2, dm), contributions(depth2, x))
 
 
@@ -212,14 +198,7 @@ def test_a_non_booster_is_rejected():
 
 def test_a_dmatrix_with_a_base_margin_keeps_each_rows_bias(depth2):
     x = _data(30, 24)
-    dm = xgb.DMatrix(
-        x,
-        feature_names=NAMES,
-        feature_types=TYPES,
-        enable_categorical=True,
-        missing=np.nan,
-        base_margin=np.linspace(-1, 1, 30).astype(np.float32),
-    )
+    dm = _dmatrix(x, base_margin=np.linspace(-1, 1, 30).astype(np.float32))
     out = contributions(depth2, dm)
     np.testing.assert_array_equal(out, depth2.predict(dm, pred_contribs=True))
     assert out[-1, -1] - out[0, -1] == pytest.approx(2.0, abs=1e-5)
