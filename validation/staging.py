@@ -56,15 +56,14 @@ or truncated: its fields are null, ``_raw_record`` holds its exact text and
 ``_malformed`` says what is wrong, and ``apply_row_rules`` quarantines it as
 ``MALFORMED_ROW``.
 
-Speed: the common case (no ``"`` byte in the file) is one vectorised pass over the
-bytes (quotes, blanks, commas and line feeds counted) and one multi-threaded Polars CSV
-parse: when the comma count proves that every line has exactly the header's number of
-fields, records are lines and nothing else is scanned. Otherwise a second Polars scan
-counts each line's fields (commas outside quoted fields), still with no per-row Python.
-Files the fast paths cannot prove right
-(quoted line breaks, quoting Polars rejects, a record count that does not
-match) are read again with Python's ``csv`` module (strict quoting), which
-defines the semantics; a quoting error there rejects the file (FILE_NOT_CSV)
+Speed: the common case (no ``"`` byte, no lone CR) is one vectorised pass over the bytes
+(quotes, blanks, commas and line feeds counted) and one multi-threaded Polars CSV parse:
+when the comma count proves that every line has exactly the header's number of fields,
+records are lines and nothing else is scanned. Otherwise a second Polars scan counts each
+line's fields (commas outside quoted fields), still with no per-row Python. Files the fast
+paths cannot prove right (quoted line breaks, lone CRs, quoting Polars rejects, a record
+count that does not match) are read again with Python's ``csv`` module (strict quoting),
+which defines the semantics; a quoting error there rejects the file (FILE_NOT_CSV)
 naming the line. Memory: the text frame (about the file's size) plus small
 per-line counters; a GB18030 file is transcoded in a streaming pass.
 """
@@ -289,7 +288,7 @@ def _byte_facts_cached(path: str, inode: int, size: int, mtime_ns: int, ctime_ns
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         has_quote = mm.find(b'"') >= 0
         has_cr = mm.find(b"\r") >= 0
-        has_blank = has_cr or any(mm.find(b) >= 0 for b in _BLANK_BYTES)
+        has_blank = any(mm.find(b) >= 0 for b in _BLANK_BYTES)  # CR included
         has_slash = mm.find(b"/") >= 0
         ends_with_newline = mm[size - 1:size] == b"\n"
         last_line_commas = 0 if ends_with_newline else mm[mm.rfind(b"\n") + 1:].count(b",")
