@@ -4,9 +4,11 @@ with injected bad rows and bad files, run twice."""
 from __future__ import annotations
 
 import json
+import threading
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from creditflow.core import schema
 from creditflow.core.paths import Paths
@@ -97,6 +99,51 @@ def test_ledger_bronze_keeps_identifiers_and_lineage(first_run):
     customers = scan_bronze(Paths(work), "customers").collect()
     known = set(customers["customer_id"])
     assert set(ledger["customer_id"]) <= known
+
+
+def _comparable(summary):
+    drop = {"seconds", "run_id", "ingested_at", "validation"}
+    return sorted(({k: v for k, v in r.items() if k not in drop} for r in summary["files"]),
+                  key=lambda r: r["source_file"])
+
+
+def test_files_read_while_their_hash_is_computed_give_the_same_run(world, first_run, prefect_harness, monkeypatch):
+    """Every file is staged before its hash is known (the hash waits for it): same records,
+    same bronze, same quarantine as the first run, whose hashes were mostly ready in time."""
+    from creditflow.flows import ingest as ingest_module
+    from creditflow.flows.lake import FileHashes
+
+    root, landing, _ = world
+    work0, _, summary0 = first_run
+    real = FileHashes.sha256
+    staged_first = []
+
+    def after_staging(self, f):
+        for _ in range(2000):
+            if any(path == str(f) for _, path in list(ingest_module._PRESTAGED)):
+                staged_first.append(f.name)
+                break
+            threading.Event().wait(0.005)
+        return real(self, f)
+
+    monkeypatch.setattr(FileHashes, "sha256", after_staging)
+    work = root / "work_prestaged"
+    state = ingest_flow(workdir=str(work), landing=str(landing), return_state=True)
+    summary = state.result(raise_on_failure=False)
+    assert len(staged_first) == len(summary["files"]) == len(summary0["files"])
+    assert _comparable(summary) == _comparable(summary0)
+    assert not ingest_module._PRESTAGED  # nothing left behind
+    lineage_time = [schema.INGESTED_AT]
+    for family in schema.INPUT_FAMILIES:
+        a, b = scan_bronze(Paths(work0), family), scan_bronze(Paths(work), family)
+        assert (a is None) == (b is None), family
+        if a is not None:
+            key = [schema.SOURCE_FILE, schema.LINE_NUMBER]
+            assert_frame_equal(a.drop(lineage_time).sort(key).collect(), b.drop(lineage_time).sort(key).collect())
+    q0, q = scan_quarantine(Paths(work0)), scan_quarantine(Paths(work))
+    key = [schema.SOURCE_FILE, schema.LINE_NUMBER]
+    assert_frame_equal(q0.drop(lineage_time).sort(key, nulls_last=True).collect(),
+                       q.drop(lineage_time).sort(key, nulls_last=True).collect())
 
 
 def test_second_run_adds_nothing_and_a_changed_file_is_new(world, first_run, prefect_harness):

@@ -50,3 +50,41 @@ def test_hashing_runs_off_the_calling_thread_and_stops_when_the_run_stops(tmp_pa
     gen.close()  # e.g. the first file's ingest failed: the pool shuts down, nothing is left running
     assert hashed_on and all(name.startswith("sha256") for _, name in hashed_on)
     assert [n for n, _ in hashed_on] == ["c1.csv", "c2.csv", "l1.csv", "l2.csv"][:len(hashed_on)]
+
+
+class _RecordingPrestager:
+    def __init__(self):
+        self.calls = []
+
+    def stage(self, f, family):
+        self.calls.append(("stage", f.name))
+
+    def drop(self, f, family):
+        self.calls.append(("drop", f.name))
+
+
+def test_a_file_whose_hash_is_not_ready_is_staged_first_and_dropped_if_it_is_skipped(tmp_path, monkeypatch):
+    landing, found = _landing(tmp_path)
+    known = {hashlib.sha256(b"b").hexdigest()}  # c2.csv is ingested already
+    prestager = _RecordingPrestager()
+    real = FileHashes.sha256
+
+    def slow_for_c2_and_l2(self, f):
+        # c2 and l2 are hashed only once they were staged: their hashes cannot be ready in time
+        if f.name in ("c2.csv", "l2.csv"):
+            for _ in range(500):
+                if ("stage", f.name) in prestager.calls:
+                    break
+                threading.Event().wait(0.01)
+        return real(self, f)
+
+    monkeypatch.setattr(FileHashes, "sha256", slow_for_c2_and_l2)
+    got = list(_new_files(found, landing, known, FileHashes(tmp_path / "h.json"), [],
+                          lambda f, family, sha: f.name, prestager=prestager))
+    assert [name for _, name in got] == ["c1.csv", "l2.csv"]
+    # c2 was staged while hashing, then turned out to be known: its rows are dropped
+    assert ("stage", "c2.csv") in prestager.calls and ("drop", "c2.csv") in prestager.calls
+    assert ("stage", "l2.csv") in prestager.calls and ("drop", "l2.csv") not in prestager.calls
+    assert prestager.calls.index(("stage", "c2.csv")) < prestager.calls.index(("drop", "c2.csv"))
+    # l1 repeats c1's bytes: if it was staged while hashing, those rows are dropped too
+    assert (("stage", "l1.csv") in prestager.calls) == (("drop", "l1.csv") in prestager.calls)
