@@ -425,8 +425,9 @@ def _execute(
             steps.setdefault(later, {"status": "not run"})
         logger.error("run failed at step %s", str(failure), exc_info=not isinstance(e, StepFailed))
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    write_json_atomic(summary, paths.runs / f"run-{started.replace(':', '')}-{run_id[:8]}.json")
-    logger.info("run summary\n%s", format_run(summary))
+    summary_file = paths.runs / f"run-{started.replace(':', '')}-{run_id[:8]}.json"
+    write_json_atomic(summary, summary_file)
+    _publish_summary(logger, format_run(summary), summary_file)
     if "error" in summary:
         return Failed(message=summary["error"], data=summary)
     if problems:
@@ -467,6 +468,20 @@ def _score_brief(s: dict[str, Any]) -> dict[str, Any]:
 def one_line(summary: dict[str, Any]) -> str:
     """The run in one line: each step's status."""
     return ", ".join(f"{k} {v['status']}" for k, v in summary["steps"].items()) or "nothing ran"
+
+
+def _publish_summary(logger: Any, text: str, summary_file: Path) -> None:
+    """One log line, and the whole summary as the flow run's ``run-summary`` Markdown
+    artifact (Prefect UI, Artifacts tab). The CLI prints the same text itself, so the
+    terminal shows it once; the JSON is in ``summary_file``."""
+    logger.info("%s (summary: %s)", text.splitlines()[0], summary_file)
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(key="run-summary", markdown="```\n" + text + "\n```",
+                                 description=text.splitlines()[0])
+    except Exception as e:  # noqa: BLE001 - the summary is on disk and in the log line either way
+        logger.warning("could not create the run-summary artifact: %s: %s", type(e).__name__, e)
 
 
 def format_run(summary: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ they are deleted, and the command line's JSON summary."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -174,6 +175,44 @@ def test_the_command_line_prints_one_json_summary(runs, world, capsys):
     assert doc["champion"]["test_auc"] > 0.6
     runs_dir = Paths(world["work"]).runs
     assert len(list(runs_dir.glob("run-*.json"))) == 7
+
+
+def test_the_human_summary_is_printed_once_and_kept_as_a_prefect_artifact(runs, world, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    logged: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    flow_log = logging.getLogger("prefect.flow_runs")  # where the flow's log lines go
+    keep, level = Keep(level=logging.INFO), flow_log.level
+    flow_log.addHandler(keep)
+    flow_log.setLevel(logging.INFO)  # the test session logs warnings only
+    capsys.readouterr()
+    try:
+        code = main(["run", "--workdir", str(world["work"]), "--landing", str(world["landing"]),
+                     "--config", str(world["config"])])
+    finally:
+        flow_log.removeHandler(keep)
+        flow_log.setLevel(level)
+    out = capsys.readouterr().out
+    assert code == 0
+    first = next(line for line in out.splitlines() if line.startswith("run "))
+    assert "ingest skipped, features skipped, train skipped, score skipped" in first
+    assert out.count(first) == 1
+    # the flow logs the first line only, not the whole summary a second time
+    with_first = [m for m in logged if first in m]
+    assert len(with_first) == 1 and "\n" not in with_first[0], (first, logged)
+    with get_client(sync_client=True) as client:
+        latest = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["run-summary"])),
+            sort=ArtifactSort.CREATED_DESC, limit=1)
+    assert latest and latest[0].type == "markdown"
+    assert first in latest[0].data and latest[0].description == first
 
 
 def test_bad_arguments_exit_2_before_any_work(world, capsys):
