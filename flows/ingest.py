@@ -120,19 +120,26 @@ def ingest_file(
 
     Row-level problems go to quarantine; an unreadable file, or one whose accepted
     rows fail a critical expectation, is rejected whole. Returns the manifest record
-    as a dict (small: safe to pass between tasks).
+    as a dict (small: safe to pass between tasks), or ``{"unreadable": ...}`` when the
+    file itself cannot be opened any more (removed since its hash, no permission):
+    then nothing is committed for it, and the next run looks at it again.
     """
     t0 = time.perf_counter()
     job = _FileJob(path, family, file_sha256, landing, workdir, ingested_at, run_id)
-    prestaged = _PRESTAGED.pop((run_id, path), None)
-    if prestaged is not None:
-        parsed, seconds = prestaged
-        t0 -= seconds
-    else:
-        parsed = _stage(job)
-    if isinstance(parsed, FileRejected):
-        return _commit_rejected(job, parsed, t0)
-    return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
+    try:
+        prestaged = _PRESTAGED.pop((run_id, path), None)
+        if prestaged is not None:
+            parsed, seconds = prestaged
+            t0 -= seconds
+        else:
+            parsed = _stage(job)
+        if isinstance(parsed, FileRejected):
+            return _commit_rejected(job, parsed, t0)
+        return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
+    except OSError as e:
+        if not _about(e, Path(path)):
+            raise  # e.g. the lake's disk is full: the run stops, as it must
+        return {"unreadable": _unreadable(family, Path(path), Path(landing), e)}
 
 
 @dataclass(frozen=True)
@@ -304,7 +311,12 @@ def _staged_path(job: _FileJob) -> Path:
 
 def _stage_one(job: _FileJob) -> dict[str, Any]:
     t0 = time.perf_counter()
-    parsed = _stage(job)
+    try:
+        parsed = _stage(job)
+    except OSError as e:
+        if not _about(e, Path(job.path)):
+            raise
+        return {"unreadable": _unreadable(job.family, Path(job.path), Path(job.landing), e)}
     if isinstance(parsed, FileRejected):
         # FileRejected does not pickle (its args are not its constructor's): send its fields.
         rejected = {"reason_code": parsed.reason_code, "message": parsed.message, "preview": parsed.preview}
@@ -334,6 +346,8 @@ def _batches(jobs: list[Any], n: int) -> list[list[Any]]:
 def commit_staged_file(job: _FileJob, staged: dict[str, Any], docs_dir: str | None,
                        base_currency: str) -> dict[str, Any]:
     """In the flow process, in ingest order: cross-file rules, GX, bronze/quarantine, manifest."""
+    if "unreadable" in staged:
+        return staged
     t0 = time.perf_counter() - staged["seconds"]
     if "rejected" in staged:
         r = staged["rejected"]
@@ -423,8 +437,9 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
     on_dask = dask_active()
     # Sequentially, a file whose hash is not ready yet is read while it is hashed; on Dask
     # the workers stage the files.
+    unreadable: list[dict[str, str]] = []
     new_files = _new_files(found, landing, manifest, hashes, skipped, make_job,
-                           prestager=None if on_dask else _Prestager(make_job))
+                           prestager=None if on_dask else _Prestager(make_job), unreadable=unreadable)
     docs = str(docs_dir) if docs_dir else None
     staging_dir = paths.state / "staging" / run_id
     futures: list[Any] = []
@@ -451,6 +466,10 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
             else:
                 rec = ingest_file(job.path, job.family, job.file_sha256, job.landing, job.workdir, ingested_at,
                                   run_id, docs, settings.base_currency)
+            if "unreadable" in rec:
+                unreadable.append(rec["unreadable"])
+                logger.warning("[%d/%d] %s %s: %s", n, total, job.family, job.rel, rec["unreadable"]["message"])
+                continue
             records.append(rec)
             logger.info(
                 "[%d/%d] %s %s: read %d, accepted %d, quarantined %d (%s)",
@@ -469,7 +488,8 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
     if docs_dir is not None and records:
         docs_index = str(GxValidator.shared(docs_dir, base_currency=settings.base_currency).build_docs())
 
-    summary = _summary(settings, run_id, ingested_at, records, skipped, docs_index, time.perf_counter() - t0)
+    summary = _summary(settings, run_id, ingested_at, records, skipped, docs_index, time.perf_counter() - t0,
+                       unreadable=unreadable)
     if stage_batches:
         summary["dask_stage_batches"] = stage_batches
     write_json_atomic(summary, paths.runs / f"ingest-{ingested_at[:19].replace(':', '')}-{run_id[:8]}.json")
@@ -483,7 +503,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
 def _new_files(
     found: dict[str, list[Path]], landing: Path, manifest: Manifest, hashes: FileHashes,
     skipped: list[dict[str, str]], make_job: Callable[[Path, str, str], _FileJob],
-    prestager: _Prestager | None = None,
+    prestager: _Prestager | None = None, unreadable: list[dict[str, str]] | None = None,
 ) -> Generator[tuple[int, _FileJob], None, None]:
     """The landing files to ingest, in ingest order, each with its number among all files.
 
@@ -492,7 +512,10 @@ def _new_files(
     hashing a file (a full read: 0.5 s for a 10M-row export) overlaps the ingest of the
     files before it; the decision on a file waits for its own hash only. ``prestager``, if
     given, stages a file whose hash is not ready when its turn comes (so its read overlaps
-    its own hash) and drops those rows if the file is then skipped.
+    its own hash) and drops those rows if the file is then skipped. A file that cannot be
+    read for its hash (removed since the listing, no permission) goes to ``unreadable`` when
+    that list is given (else the error is raised); nothing is recorded for it, so the next
+    run looks at it again.
     """
     listing = [(family, f) for family, files in found.items() for f in files]
     seen_this_run: set[str] = set()
@@ -502,7 +525,15 @@ def _new_files(
         for n, ((family, f), sha_job) in enumerate(zip(listing, ahead, strict=True), start=1):
             if prestager is not None and not sha_job.done():
                 prestager.stage(f, family)
-            sha = sha_job.result()
+            try:
+                sha = sha_job.result()
+            except OSError as e:
+                if unreadable is None:
+                    raise
+                unreadable.append(_unreadable(family, f, landing, e))
+                if prestager is not None:
+                    prestager.drop(f, family)
+                continue
             if sha in manifest or sha in seen_this_run:
                 skipped.append({"family": family, "source_file": f.relative_to(landing).as_posix(),
                                 "file_sha256": sha})
@@ -515,10 +546,24 @@ def _new_files(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _about(e: OSError, file: Path) -> bool:
+    """Whether ``e`` is about reading ``file`` itself (gone, no permission), not about the lake."""
+    return isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError) and e.filename is not None and (
+        Path(e.filename) == file or Path(e.filename).resolve() == file.resolve())
+
+
+def _unreadable(family: str, file: Path, landing: Path, e: OSError) -> dict[str, str]:
+    why = e.strerror or type(e).__name__
+    return {"family": family, "source_file": file.relative_to(landing).as_posix(),
+            "message": f"could not be read ({why}); nothing was recorded for it, the next run looks at it again"}
+
+
 def _summary(settings: Settings, run_id: str, ingested_at: str, records: list[dict[str, Any]],
-             skipped: list[dict[str, str]], docs_index: str | None, seconds: float) -> dict[str, Any]:
+             skipped: list[dict[str, str]], docs_index: str | None, seconds: float, *,
+             unreadable: list[dict[str, str]] | None = None) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
-    problems = []
+    unreadable = unreadable or []
+    problems = [f"{u['source_file']} {u['message']}" for u in unreadable]
     for r in records:
         reasons.update(r["reason_counts"])
         share = r["rows_quarantined"] / r["rows_read"] if r["rows_read"] else 0.0
@@ -534,9 +579,11 @@ def _summary(settings: Settings, run_id: str, ingested_at: str, records: list[di
         "landing": str(settings.landing_root),
         "files": records,
         "skipped": skipped,
+        "unreadable": unreadable,
         "totals": {
             "files_new": len(records),
             "files_skipped": len(skipped),
+            "files_unreadable": len(unreadable),
             "files_rejected": sum(r["status"] == STATUS_REJECTED for r in records),
             "rows_read": sum(r["rows_read"] for r in records),
             "rows_accepted": sum(r["rows_accepted"] for r in records),

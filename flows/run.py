@@ -346,7 +346,9 @@ def _execute(
             # and the lake as it is after it.
             fp_after = digest({"landing": listing, "lake": manifest_entries(paths), "settings": ingest_settings,
                                "code": code})
-            write_record(paths, "ingest", fp_after, _ingest_brief(ingest))
+            if not ingest.get("unreadable"):
+                # (a file that could not be read is looked at again by the next run's ingest)
+                write_record(paths, "ingest", fp_after, _ingest_brief(ingest))
         summary["ingest"] = _ingest_brief(ingest)
 
         # ---- features ---------------------------------------------------------------------
@@ -440,7 +442,8 @@ def _execute(
 
 
 def _ingest_brief(s: dict[str, Any]) -> dict[str, Any]:
-    keys = ("run_id", "totals", "problems", "warnings", "data_docs", "seconds", "new_in_this_run", "files_in_lake")
+    keys = ("run_id", "totals", "problems", "warnings", "data_docs", "seconds", "new_in_this_run", "files_in_lake",
+            "unreadable")
     return {k: s[k] for k in keys if k in s}
 
 

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import functools
 import hashlib
 import io
@@ -336,7 +337,7 @@ def read_landing_file(path: Path, table: Table, *, temp_dir: Path | None = None)
     if not isinstance(table, Table):
         raise TypeError(f"table must be a core.schema.Table; got {type(table).__name__}")
     if not path.is_file():
-        raise FileNotFoundError(f"landing file {path} does not exist")
+        raise FileNotFoundError(errno.ENOENT, "landing file does not exist", str(path))
     if path.stat().st_size == 0:
         raise FileRejected("FILE_EMPTY", "the file is empty (0 bytes)", preview="")
     with open(path, "rb") as f:

@@ -174,3 +174,47 @@ def test_second_run_adds_nothing_and_a_changed_file_is_new(world, first_run, pre
     assert rec["reason_counts"].get("DUPLICATE_ENTRY_ID", 0) >= 1
     assert rec["rows_read"] == rec["rows_quarantined"]
     assert len(Manifest(paths).records) == len(summary["files"]) + 1
+
+
+def test_a_file_that_vanishes_is_reported_and_taken_next_run(tmp_path, prefect_harness, monkeypatch):
+    """One ledger file disappears between the listing and its hash, another between its hash
+    and its read: the run goes on with the other files, ends Failed naming both, records
+    nothing for them, and the next run ingests them once they are back."""
+    from creditflow.flows.lake import FileHashes
+
+    landing = tmp_path / "landing"
+    generate(landing, customers=30, months=4, seed=9, bad_rows=0.0)
+    ledgers = sorted((landing / "ledger").glob("*.csv"))
+    before_hash, after_hash = ledgers[0], ledgers[-1]
+    kept = {p: p.read_bytes() for p in (before_hash, after_hash)}
+    real = FileHashes.sha256
+
+    def vanishing(self, f):
+        if f == before_hash and f.exists():
+            f.unlink()
+        sha = real(self, f)
+        if f == after_hash:
+            f.unlink()
+        return sha
+
+    monkeypatch.setattr(FileHashes, "sha256", vanishing)
+    work = tmp_path / "work"
+    state = ingest_flow(workdir=str(work), landing=str(landing), return_state=True)
+    summary = state.result(raise_on_failure=False)
+    assert state.is_failed()
+    gone = {u["source_file"] for u in summary["unreadable"]}
+    assert gone == {f"ledger/{before_hash.name}", f"ledger/{after_hash.name}"}
+    assert summary["totals"]["files_unreadable"] == 2
+    assert sum(p.endswith("the next run looks at it again") for p in summary["problems"]) == 2
+    recorded = {r.source_file for r in Manifest(Paths(work)).records.values()}
+    assert not gone & recorded and len(recorded) == summary["totals"]["files_new"] > 0
+    assert all(r["status"] != STATUS_REJECTED for r in summary["files"])
+
+    monkeypatch.setattr(FileHashes, "sha256", real)
+    for p, data in kept.items():
+        p.write_bytes(data)
+    state = ingest_flow(workdir=str(work), landing=str(landing), return_state=True)
+    again = state.result(raise_on_failure=False)
+    assert state.is_completed()
+    assert {r["source_file"] for r in again["files"]} == gone
+    assert again["totals"]["files_unreadable"] == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import threading
 
+import pytest
+
 from creditflow.flows.ingest import _new_files
 from creditflow.flows.lake import FileHashes
 
@@ -88,3 +90,19 @@ def test_a_file_whose_hash_is_not_ready_is_staged_first_and_dropped_if_it_is_ski
     assert prestager.calls.index(("stage", "c2.csv")) < prestager.calls.index(("drop", "c2.csv"))
     # l1 repeats c1's bytes: if it was staged while hashing, those rows are dropped too
     assert (("stage", "l1.csv") in prestager.calls) == (("drop", "l1.csv") in prestager.calls)
+
+
+def test_a_file_gone_before_its_hash_is_reported_unreadable_and_the_others_go_on(tmp_path):
+    landing, found = _landing(tmp_path)
+    gone = found["customers"][1]
+    gone.unlink()  # removed between the listing and the hash
+    unreadable, prestager = [], _RecordingPrestager()
+    got = list(_new_files(found, landing, set(), FileHashes(tmp_path / "h.json"), [],
+                          lambda f, family, sha: f.name, prestager=prestager, unreadable=unreadable))
+    assert [name for _, name in got] == ["c1.csv", "l2.csv"]  # l1 repeats c1's bytes
+    assert [(u["family"], u["source_file"]) for u in unreadable] == [("customers", "customers/c2.csv")]
+    assert "No such file" in unreadable[0]["message"] and "next run" in unreadable[0]["message"]
+    assert (("stage", "c2.csv") in prestager.calls) == (("drop", "c2.csv") in prestager.calls)
+    # without the list, the error is the caller's
+    with pytest.raises(FileNotFoundError):
+        list(_new_files(found, landing, set(), FileHashes(tmp_path / "h2.json"), [], lambda f, family, sha: f.name))
