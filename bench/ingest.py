@@ -7,7 +7,8 @@ Prints, for the same ledger CSV in the same process:
 - plain Polars ``scan_csv -> sink_parquet`` (the baseline),
 - creditflow's ingest flow (read as text, row and cross-file rules, GX validation,
   bronze + quarantine, manifest), run through the real Prefect flow,
-- a daily increment of 0.5% new rows on top of that history,
+- a daily increment of 0.5% new rows on top of that history, and the same increment on a
+  history a tenth as long (its cost must follow the increment, not the history),
 
 each as the median wall time over ``--repeats`` runs, CPU seconds, rows per second,
 peak resident memory (sampled) and the ratio to the baseline. The machine is noisy:
@@ -283,6 +284,14 @@ def _timed(args, out: Path, landing: Path, ledger_csv: Path, n_cust: int, size_m
     inc_path = write_increment(landing, inc_rows, args.rows, n_cust)
     inc = measure(lambda: ingest_flow(workdir=str(work), landing=str(landing), return_state=True))
     inc_base = measure(lambda: pl.scan_csv(inc_path).sink_parquet(out / "inc_baseline.parquet"))
+    # The same increment on a history a tenth as long: its cost must follow the increment.
+    small_rows = max(inc_rows, args.rows // 10)
+    small_landing, small_work = out / "landing_small", out / "work_small"
+    _, small_cust = write_world(small_landing, small_rows)
+    ingest_flow(workdir=str(small_work), landing=str(small_landing), return_state=True)
+    write_increment(small_landing, inc_rows, small_rows, small_cust)
+    inc_small = measure(lambda: ingest_flow(workdir=str(small_work), landing=str(small_landing),
+                                            return_state=True))
 
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
@@ -299,7 +308,9 @@ def _timed(args, out: Path, landing: Path, ledger_csv: Path, n_cust: int, size_m
         "throughput_ratio": b_wall / o_wall,
         "cpu_ratio": med(baseline, "cpu_s") / med(ours, "cpu_s"),
         "increment": {"rows": inc_rows, "wall_s": inc["wall_s"], "cpu_s": inc["cpu_s"], "peak_mib": inc["peak_mib"],
-                      "baseline_wall_s": inc_base["wall_s"]},
+                      "baseline_wall_s": inc_base["wall_s"],
+                      "small_history_rows": small_rows, "small_history_wall_s": inc_small["wall_s"],
+                      "small_history_cpu_s": inc_small["cpu_s"]},
     }
     print()
     print(f"{'':<24}{'wall s':>9}{'cpu s':>9}{'rows/s':>14}{'peak MiB':>10}")
@@ -312,6 +323,9 @@ def _timed(args, out: Path, landing: Path, ledger_csv: Path, n_cust: int, size_m
     print(f"daily increment: {inc_rows:,} rows on {args.rows:,} history: {i['wall_s']:.2f} s wall, "
           f"{i['cpu_s']:.2f} cpu-s, peak {i['peak_mib']:,.0f} MiB (plain Polars on the increment: "
           f"{i['baseline_wall_s']:.2f} s)")
+    print(f"  the same increment on a {i['small_history_rows']:,}-row history: {i['small_history_wall_s']:.2f} s wall, "
+          f"{i['small_history_cpu_s']:.2f} cpu-s -> 10x the history costs "
+          f"{i['wall_s'] / i['small_history_wall_s']:.2f}x the time")
     if not args.no_breakdown:
         print("\nwhere the time goes (each step on its own, same ledger):")
         steps = stage_breakdown(ledger_csv, landing / "customers" / "customers_2020-01-01.csv", out / "steps")
