@@ -190,7 +190,7 @@ def format_ingest(summary: dict[str, Any]) -> str:
     t = summary["totals"]
     lines = [
         f"ingest {summary['run_id'][:8]}: {t['files_new']} new file(s), {t['files_skipped']} already ingested, "
-        f"{t['files_rejected']} rejected",
+        f"{t['files_rejected']} rejected" + (f", {t['files_unreadable']} unreadable" if t.get("files_unreadable") else ""),
         f"  rows read {t['rows_read']:,} = accepted {t['rows_accepted']:,} + quarantined {t['rows_quarantined']:,}",
     ]
     for code, n in t["reason_counts"].items():

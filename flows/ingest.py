@@ -27,6 +27,7 @@ share of its rows: the operator has something to look at, and nothing was lost.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -121,25 +122,25 @@ def ingest_file(
     Row-level problems go to quarantine; an unreadable file, or one whose accepted
     rows fail a critical expectation, is rejected whole. Returns the manifest record
     as a dict (small: safe to pass between tasks), or ``{"unreadable": ...}`` when the
-    file itself cannot be opened any more (removed since its hash, no permission):
-    then nothing is committed for it, and the next run looks at it again.
+    file cannot be opened any more (removed since its hash, no permission): then nothing
+    is committed for it, and the next run looks at it again. Once read, a file is
+    committed even if it is removed meanwhile (nothing of it is needed any more).
     """
     t0 = time.perf_counter()
     job = _FileJob(path, family, file_sha256, landing, workdir, ingested_at, run_id)
-    try:
-        prestaged = _PRESTAGED.pop((run_id, path), None)
-        if prestaged is not None:
-            parsed, seconds = prestaged
-            t0 -= seconds
-        else:
-            parsed = _stage(job)
-        if isinstance(parsed, FileRejected):
-            return _commit_rejected(job, parsed, t0)
-        return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
-    except OSError as e:
-        if not _about(e, Path(path)):
-            raise  # e.g. the lake's disk is full: the run stops, as it must
-        return {"unreadable": _unreadable(family, Path(path), Path(landing), e)}
+    staged = _PRESTAGED.pop((run_id, path), None)
+    if staged is not None:
+        t0 -= staged.seconds  # read while the hash was computed
+    else:
+        try:
+            staged = _stage(job)
+        except OSError as e:
+            if not _about(e, Path(path)):
+                raise  # e.g. the lake's disk is full: the run stops, as it must
+            return {"unreadable": _unreadable(family, Path(path), Path(landing), e)}
+    if isinstance(staged.rows, FileRejected):
+        return _commit_rejected(job, staged.rows, t0, staged.size_bytes)
+    return _commit_parsed(job, staged.rows, docs_dir, base_currency, t0, staged.size_bytes)
 
 
 @dataclass(frozen=True)
@@ -174,16 +175,28 @@ class _FileJob:
     def file_date(self) -> date:
         return file_date_from_name(Path(self.path).name) or self.ingested_ts.date()
 
-    def common(self) -> dict[str, Any]:
+    def common(self, size_bytes: int) -> dict[str, Any]:
         return dict(family=self.family, source_file=self.rel, file_sha256=self.file_sha256,
-                    size_bytes=Path(self.path).stat().st_size, file_date=self.file_date.isoformat(),
+                    size_bytes=size_bytes, file_date=self.file_date.isoformat(),
                     ingested_at=self.ingested_at, run_id=self.run_id)
 
 
-_PRESTAGED: dict[tuple[str, str], tuple[pl.DataFrame | FileRejected, float]] = {}
-"""(run_id, path) -> the file's staged rows and the seconds staging took, read while its
-hash was still being computed (:func:`_prestage`); ``ingest-file`` takes them instead of
-reading the file again."""
+@dataclass(frozen=True)
+class _Staged:
+    """A file read as text with its row rules applied (or why it cannot be read at all)."""
+
+    rows: pl.DataFrame | FileRejected
+    size_bytes: int
+    identity: list[int]
+    """``FileHashes`` identity (device, inode, size, mtime, ctime) when reading began."""
+    changed: bool
+    """The file's identity was different once reading ended (it was written meanwhile)."""
+    seconds: float
+
+
+_PRESTAGED: dict[tuple[str, str], _Staged] = {}
+"""(run_id, path) -> a file staged while its hash was still being computed (:func:`_prestage`);
+``ingest-file`` takes it instead of reading the file again."""
 
 
 def _prestage(job: _FileJob) -> None:
@@ -194,16 +207,16 @@ def _prestage(job: _FileJob) -> None:
     the rows (:meth:`_Prestager.drop`). An unexpected error here is not raised: the
     ``ingest-file`` task stages the file again and reports it there, as without this step.
     """
-    t0 = time.perf_counter()
     try:
-        _PRESTAGED[(job.run_id, job.path)] = (_stage(job), time.perf_counter() - t0)
+        _PRESTAGED[(job.run_id, job.path)] = _stage(job)
     except Exception:  # noqa: BLE001 - re-raised by the task's own staging
         _PRESTAGED.pop((job.run_id, job.path), None)
 
 
 def _drop_prestaged(run_id: str) -> None:
-    for key in [k for k in _PRESTAGED if k[0] == run_id]:
-        del _PRESTAGED[key]
+    for key in list(_PRESTAGED):
+        if key[0] == run_id:
+            _PRESTAGED.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -220,26 +233,47 @@ class _Prestager:
         job = self.make_job(file, family, "")
         _PRESTAGED.pop((job.run_id, job.path), None)
 
+    def confirm(self, file: Path, family: str, hashed_identity: list[int] | None) -> None:
+        """Keep the staged rows only if they were read from exactly the bytes that were hashed
+        (a file still being written could be read short but hashed whole: the rows missing
+        from the read would never come, as the next run finds that hash in the manifest);
+        otherwise drop them, so the file is read again now that it is hashed."""
+        job = self.make_job(file, family, "")
+        staged = _PRESTAGED.get((job.run_id, job.path))
+        if staged is not None and (staged.changed or hashed_identity is None
+                                   or staged.identity != list(hashed_identity)):
+            _PRESTAGED.pop((job.run_id, job.path), None)
 
-def _stage(job: _FileJob) -> pl.DataFrame | FileRejected:
-    """Read the file as text and apply the row rules: what one file decides on its own."""
+
+def _stage(job: _FileJob) -> _Staged:
+    """Read the file as text and apply the row rules: what one file decides on its own.
+
+    Raises ``OSError`` if the file cannot be opened (see :func:`_about`)."""
+    t0 = time.perf_counter()
     paths = job.paths
     tmp_dir = paths.state / "tmp"  # GB18030 files are transcoded here, next to the lake, not in /tmp
     tmp_dir.mkdir(parents=True, exist_ok=True)
     src = Path(job.path)
+    before = os.stat(src)
+    rows: pl.DataFrame | FileRejected
     try:
         raw = read_landing_file(src, job.table, temp_dir=tmp_dir)
+        rows = apply_row_rules(raw, job.table, trimmed=values_are_trimmed(src), slash_free=values_are_slash_free(src))
     except FileRejected as rejected:
-        return rejected
-    return apply_row_rules(raw, job.table, trimmed=values_are_trimmed(src), slash_free=values_are_slash_free(src))
+        rows = rejected
+    try:
+        changed = FileHashes.identity(os.stat(src)) != FileHashes.identity(before)
+    except OSError:  # removed after it was read: what was read is the whole file
+        changed = False
+    return _Staged(rows, before.st_size, FileHashes.identity(before), changed, time.perf_counter() - t0)
 
 
-def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float) -> dict[str, Any]:
+def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float, size_bytes: int) -> dict[str, Any]:
     paths = job.paths
     record_df = file_rejection_record(rejected, family=job.family, source_file=job.rel,
                                       file_sha256=job.file_sha256, ingested_at=job.ingested_ts)
     write_parquet_atomic(record_df, quarantine_path(paths, job.family, job.file_sha256))
-    record = FileRecord(**job.common(), status=STATUS_REJECTED, rows_read=0, rows_accepted=0, rows_quarantined=0,
+    record = FileRecord(**job.common(size_bytes), status=STATUS_REJECTED, rows_read=0, rows_accepted=0, rows_quarantined=0,
                         reason_counts={rejected.reason_code: 1}, message=rejected.message,
                         seconds=round(time.perf_counter() - t0, 3))
     Manifest(paths).commit(record)
@@ -247,7 +281,7 @@ def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float) -> dict[s
 
 
 def _commit_parsed(job: _FileJob, parsed: pl.DataFrame, docs_dir: str | None, base_currency: str,
-                   t0: float) -> dict[str, Any]:
+                   t0: float, size_bytes: int) -> dict[str, Any]:
     """Cross-file rules, GX validation, bronze + quarantine, then the manifest record (last)."""
     paths = job.paths
     family, file_sha256, rel, table = job.family, job.file_sha256, job.rel, job.table
@@ -289,7 +323,7 @@ def _commit_parsed(job: _FileJob, parsed: pl.DataFrame, docs_dir: str | None, ba
     else:
         status = STATUS_ACCEPTED if quarantined.height == 0 else STATUS_PARTIAL
     record = FileRecord(
-        **job.common(),
+        **job.common(size_bytes),
         status=status,
         rows_read=rows_read,
         rows_accepted=accepted.height,
@@ -312,20 +346,21 @@ def _staged_path(job: _FileJob) -> Path:
 def _stage_one(job: _FileJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
-        parsed = _stage(job)
+        staged = _stage(job)
     except OSError as e:
         if not _about(e, Path(job.path)):
             raise
         return {"unreadable": _unreadable(job.family, Path(job.path), Path(job.landing), e)}
+    parsed = staged.rows
     if isinstance(parsed, FileRejected):
         # FileRejected does not pickle (its args are not its constructor's): send its fields.
         rejected = {"reason_code": parsed.reason_code, "message": parsed.message, "preview": parsed.preview}
-        return {"rejected": rejected, "seconds": time.perf_counter() - t0}
+        return {"rejected": rejected, "seconds": time.perf_counter() - t0, "size_bytes": staged.size_bytes}
     out = _staged_path(job)
     # No compression: the file is read back once, by the commit a few seconds later.
     out.parent.mkdir(parents=True, exist_ok=True)
     parsed.write_parquet(out, compression="uncompressed", statistics=False)
-    return {"staged": str(out), "seconds": time.perf_counter() - t0}
+    return {"staged": str(out), "seconds": time.perf_counter() - t0, "size_bytes": staged.size_bytes}
 
 
 @task(name="stage-files", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=2)
@@ -351,11 +386,12 @@ def commit_staged_file(job: _FileJob, staged: dict[str, Any], docs_dir: str | No
     t0 = time.perf_counter() - staged["seconds"]
     if "rejected" in staged:
         r = staged["rejected"]
-        return _commit_rejected(job, FileRejected(r["reason_code"], r["message"], preview=r["preview"]), t0)
+        return _commit_rejected(job, FileRejected(r["reason_code"], r["message"], preview=r["preview"]), t0,
+                                staged["size_bytes"])
     path = Path(staged["staged"])
     parsed = pl.read_parquet(path)
     try:
-        return _commit_parsed(job, parsed, docs_dir, base_currency, t0)
+        return _commit_parsed(job, parsed, docs_dir, base_currency, t0, staged["size_bytes"])
     finally:
         path.unlink(missing_ok=True)
 
@@ -438,8 +474,10 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
     # Sequentially, a file whose hash is not ready yet is read while it is hashed; on Dask
     # the workers stage the files.
     unreadable: list[dict[str, str]] = []
+    handed_out: set[str] = set()
     new_files = _new_files(found, landing, manifest, hashes, skipped, make_job,
-                           prestager=None if on_dask else _Prestager(make_job), unreadable=unreadable)
+                           prestager=None if on_dask else _Prestager(make_job), unreadable=unreadable,
+                           seen=handed_out)
     docs = str(docs_dir) if docs_dir else None
     staging_dir = paths.state / "staging" / run_id
     futures: list[Any] = []
@@ -468,6 +506,7 @@ def _ingest(settings: Settings, logger) -> dict[str, Any] | Failed:
                                   run_id, docs, settings.base_currency)
             if "unreadable" in rec:
                 unreadable.append(rec["unreadable"])
+                handed_out.discard(job.file_sha256)  # a copy of it later in the run is still taken
                 logger.warning("[%d/%d] %s %s: %s", n, total, job.family, job.rel, rec["unreadable"]["message"])
                 continue
             records.append(rec)
@@ -504,6 +543,7 @@ def _new_files(
     found: dict[str, list[Path]], landing: Path, manifest: Manifest, hashes: FileHashes,
     skipped: list[dict[str, str]], make_job: Callable[[Path, str, str], _FileJob],
     prestager: _Prestager | None = None, unreadable: list[dict[str, str]] | None = None,
+    seen: set[str] | None = None,
 ) -> Generator[tuple[int, _FileJob], None, None]:
     """The landing files to ingest, in ingest order, each with its number among all files.
 
@@ -515,15 +555,17 @@ def _new_files(
     its own hash) and drops those rows if the file is then skipped. A file that cannot be
     read for its hash (removed since the listing, no permission) goes to ``unreadable`` when
     that list is given (else the error is raised); nothing is recorded for it, so the next
-    run looks at it again.
+    run looks at it again. ``seen`` (default: a new set) holds the hashes handed out so far
+    in this run; the caller removes a hash whose file then turned out unreadable, so that a
+    copy of it later in the run is still taken.
     """
     listing = [(family, f) for family, files in found.items() for f in files]
-    seen_this_run: set[str] = set()
+    seen_this_run: set[str] = set() if seen is None else seen
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
     try:
         ahead = [pool.submit(hashes.sha256, f) for _, f in listing]
         for n, ((family, f), sha_job) in enumerate(zip(listing, ahead, strict=True), start=1):
-            if prestager is not None and not sha_job.done():
+            if prestager is not None and not sha_job.done() and hashes.remembered(f) is None:
                 prestager.stage(f, family)
             try:
                 sha = sha_job.result()
@@ -541,6 +583,8 @@ def _new_files(
                     prestager.drop(f, family)
                 continue
             seen_this_run.add(sha)
+            if prestager is not None:
+                prestager.confirm(f, family, hashes.hashed_identity(f))
             yield n, make_job(f, family, sha)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

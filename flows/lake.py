@@ -76,6 +76,7 @@ class FileHashes:
         self.path = path
         self._known: dict[str, dict[str, Any]] = {}
         self._seen: dict[str, dict[str, Any]] = {}
+        self._hashed: dict[str, list[int] | None] = {}
         try:
             known = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(known, dict):
@@ -84,18 +85,38 @@ class FileHashes:
             pass
 
     @staticmethod
-    def _identity(st: os.stat_result) -> list[int]:
+    def identity(st: os.stat_result) -> list[int]:
+        """What identifies a file's bytes without reading them: device, inode, size, mtime, ctime."""
         return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def remembered(self, file: Path) -> str | None:
+        """The remembered sha256 of ``file`` if its identity is unchanged (a stat, no read)."""
+        key = str(Path(file).resolve())
+        try:
+            identity = self.identity(os.stat(key))
+        except OSError:
+            return None
+        entry = self._known.get(key)
+        if entry is None or entry.get("identity") != identity or not isinstance(entry.get("sha256"), str):
+            return None
+        return entry["sha256"]
+
+    def hashed_identity(self, file: Path) -> list[int] | None:
+        """The identity ``file`` had when :meth:`sha256` last gave its hash (None: the file
+        changed while it was being read, or was never hashed)."""
+        return self._hashed.get(str(Path(file).resolve()))
 
     def sha256(self, file: Path) -> str:
         """The file's sha256: remembered if its identity is unchanged, else read."""
         key = str(Path(file).resolve())
-        identity = self._identity(os.stat(key))
+        identity = self.identity(os.stat(key))
         entry = self._known.get(key)
+        self._hashed[key] = identity
         if entry is None or entry.get("identity") != identity or not isinstance(entry.get("sha256"), str):
             started = time.time_ns()
             entry = {"identity": identity, "sha256": sha256_file(Path(key))}
-            if self._identity(os.stat(key)) != identity:  # written while being read: do not remember
+            if self.identity(os.stat(key)) != identity:  # written while being read: do not remember
+                self._hashed[key] = None
                 return entry["sha256"]
             if started - max(identity[3], identity[4]) < _RACY_NS:
                 # Changed within a timestamp tick of being hashed: a same-size rewrite in the

@@ -503,7 +503,8 @@ def format_run(summary: dict[str, Any]) -> str:
     elif ing and "totals" in ing:
         t = ing["totals"]
         lines.append(
-            f"  files: {t['files_new']} new, {t['files_skipped']} already ingested, {t['files_rejected']} rejected; "
+            f"  files: {t['files_new']} new, {t['files_skipped']} already ingested, {t['files_rejected']} rejected"
+            + (f", {t['files_unreadable']} unreadable" if t.get("files_unreadable") else "") + "; "
             f"rows read {t['rows_read']:,} = accepted {t['rows_accepted']:,} + quarantined {t['rows_quarantined']:,}"
         )
     f = summary.get("features")

@@ -64,6 +64,9 @@ class _RecordingPrestager:
     def drop(self, f, family):
         self.calls.append(("drop", f.name))
 
+    def confirm(self, f, family, identity):
+        self.calls.append(("confirm", f.name))
+
 
 def test_a_file_whose_hash_is_not_ready_is_staged_first_and_dropped_if_it_is_skipped(tmp_path, monkeypatch):
     landing, found = _landing(tmp_path)
@@ -88,8 +91,10 @@ def test_a_file_whose_hash_is_not_ready_is_staged_first_and_dropped_if_it_is_ski
     assert ("stage", "c2.csv") in prestager.calls and ("drop", "c2.csv") in prestager.calls
     assert ("stage", "l2.csv") in prestager.calls and ("drop", "l2.csv") not in prestager.calls
     assert prestager.calls.index(("stage", "c2.csv")) < prestager.calls.index(("drop", "c2.csv"))
-    # l1 repeats c1's bytes: if it was staged while hashing, those rows are dropped too
-    assert (("stage", "l1.csv") in prestager.calls) == (("drop", "l1.csv") in prestager.calls)
+    # every skipped file's staged rows are dropped (l1 repeats c1's bytes); every file handed
+    # out is checked against the bytes that were hashed first
+    assert ("drop", "l1.csv") in prestager.calls
+    assert [n for op, n in prestager.calls if op == "confirm"] == ["c1.csv", "l2.csv"]
 
 
 def test_a_file_gone_before_its_hash_is_reported_unreadable_and_the_others_go_on(tmp_path):
@@ -102,7 +107,44 @@ def test_a_file_gone_before_its_hash_is_reported_unreadable_and_the_others_go_on
     assert [name for _, name in got] == ["c1.csv", "l2.csv"]  # l1 repeats c1's bytes
     assert [(u["family"], u["source_file"]) for u in unreadable] == [("customers", "customers/c2.csv")]
     assert "No such file" in unreadable[0]["message"] and "next run" in unreadable[0]["message"]
-    assert (("stage", "c2.csv") in prestager.calls) == (("drop", "c2.csv") in prestager.calls)
+    assert ("stage", "c2.csv") not in prestager.calls or ("drop", "c2.csv") in prestager.calls
     # without the list, the error is the caller's
     with pytest.raises(FileNotFoundError):
         list(_new_files(found, landing, set(), FileHashes(tmp_path / "h2.json"), [], lambda f, family, sha: f.name))
+
+
+def test_staged_rows_are_kept_only_if_read_from_the_bytes_that_were_hashed(tmp_path):
+    """A file still being written can be read short and hashed whole; such rows are dropped
+    (the task reads the file again after the hash) instead of being committed under a hash
+    that the next run would find and skip."""
+    from creditflow.flows import ingest as ingest_module
+    from creditflow.flows.ingest import _FileJob, _prestage, _Prestager
+
+    landing = tmp_path / "landing"
+    f = landing / "customers" / "customers_2024-01-01.csv"
+    f.parent.mkdir(parents=True)
+    header = "customer_id,customer_name,registration_id,industry,region,onboarding_date,credit_limit,payment_terms_days,currency\n"
+    row = "C{:04d},Co {:d},9131{:014d},C13,East,2020-01-01,1000.00,30,CNY\n"
+    f.write_text(header + "".join(row.format(i, i, i) for i in range(3)))
+
+    def make_job(file, family, sha):
+        return _FileJob(str(file), family, sha, str(landing), str(tmp_path / "work"), "2024-01-01T00:00:00+00:00", "r1")
+
+    prestager, hashes = _Prestager(make_job), FileHashes(tmp_path / "h.json")
+    key = ("r1", str(f))
+    try:
+        _prestage(make_job(f, "customers", ""))
+        staged = ingest_module._PRESTAGED[key]
+        assert staged.rows.height == 3 and not staged.changed and staged.size_bytes == f.stat().st_size
+        hashes.sha256(f)
+        prestager.confirm(f, "customers", hashes.hashed_identity(f))
+        assert ingest_module._PRESTAGED[key] is staged  # read from the hashed bytes: kept
+
+        with f.open("a") as fh:  # the export goes on after the read, before the hash
+            fh.write(row.format(3, 3, 3))
+        hashes.sha256(f)
+        prestager.confirm(f, "customers", hashes.hashed_identity(f))
+        assert key not in ingest_module._PRESTAGED
+        assert ingest_module._stage(make_job(f, "customers", "")).rows.height == 4
+    finally:
+        ingest_module._PRESTAGED.pop(key, None)
