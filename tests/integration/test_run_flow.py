@@ -249,3 +249,31 @@ def test_a_file_landing_while_ingest_runs_is_ingested_by_the_next_run(tmp_path, 
     assert second["ingest"]["totals"]["files_new"] == 1
     recorded = {json.loads(p.read_text())["source_file"] for p in Paths(work).manifest.glob("*.json")}
     assert late.relative_to(landing).as_posix() in recorded
+
+
+def test_an_ingest_with_an_unreadable_file_is_not_marked_done(tmp_path, prefect_harness, monkeypatch):
+    """A landing file that could not be opened is looked at again by the next run, even
+    though the landing folder did not change in between."""
+    from creditflow.flows.lake import FileHashes
+
+    landing, work = tmp_path / "landing", tmp_path / "work"
+    generate(landing, customers=20, months=6, seed=2)
+    locked = sorted((landing / "ledger").glob("*.csv"))[-1]
+    real = FileHashes.sha256
+
+    def no_permission(self, f):
+        if f == locked:
+            raise PermissionError(13, "Permission denied", str(f))
+        return real(self, f)
+
+    monkeypatch.setattr(FileHashes, "sha256", no_permission)
+    state = run_flow(workdir=str(work), landing=str(landing), train="never", score=False, return_state=True)
+    first = state.result(raise_on_failure=False)
+    monkeypatch.setattr(FileHashes, "sha256", real)  # the permission is fixed
+    second = run_flow(workdir=str(work), landing=str(landing), train="never", score=False)
+    name = locked.relative_to(landing).as_posix()
+    assert first["steps"]["ingest"]["status"] == "ran with problems"
+    assert first["ingest"]["totals"]["files_unreadable"] == 1
+    assert any(p.startswith(name) and "Permission denied" in p for p in first["problems"])
+    assert second["steps"]["ingest"]["status"] == "ran"
+    assert second["ingest"]["totals"]["files_new"] == 1 and second["ingest"]["totals"]["files_unreadable"] == 0
