@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def file_identity(st: os.stat_result) -> list[int]:
+    """What identifies a file's bytes without reading them: device, inode, size, mtime and
+    ctime (in ns). Any write moves the ctime, which no tool can set back, so a changed file
+    never keeps its identity. A list, as stored in JSON."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 @dataclass(frozen=True)

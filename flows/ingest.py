@@ -47,7 +47,7 @@ from prefect.states import Failed
 
 from creditflow.core import schema
 from creditflow.core.config import Settings, load_settings
-from creditflow.core.paths import Paths
+from creditflow.core.paths import Paths, file_identity
 from creditflow.flows.gx_validate import GxValidator
 from creditflow.flows.lake import (
     STATUS_ACCEPTED,
@@ -188,7 +188,7 @@ class _Staged:
     rows: pl.DataFrame | FileRejected
     size_bytes: int
     identity: list[int]
-    """``FileHashes`` identity (device, inode, size, mtime, ctime) when reading began."""
+    """``core.paths.file_identity`` (device, inode, size, mtime, ctime) when reading began."""
     changed: bool
     """The file's identity was different once reading ended (it was written meanwhile)."""
     seconds: float
@@ -262,10 +262,10 @@ def _stage(job: _FileJob) -> _Staged:
     except FileRejected as rejected:
         rows = rejected
     try:
-        changed = FileHashes.identity(os.stat(src)) != FileHashes.identity(before)
+        changed = file_identity(os.stat(src)) != file_identity(before)
     except OSError:  # removed after it was read: what was read is the whole file
         changed = False
-    return _Staged(rows, before.st_size, FileHashes.identity(before), changed, time.perf_counter() - t0)
+    return _Staged(rows, before.st_size, file_identity(before), changed, time.perf_counter() - t0)
 
 
 def _commit_rejected(job: _FileJob, rejected: FileRejected, t0: float, size_bytes: int) -> dict[str, Any]:

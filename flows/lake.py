@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from creditflow.core.paths import Paths
+from creditflow.core.paths import Paths, file_identity
 
 STATUS_ACCEPTED = "accepted"
 """Every row accepted."""
@@ -84,10 +84,7 @@ class FileHashes:
         except (OSError, ValueError):
             pass
 
-    @staticmethod
-    def identity(st: os.stat_result) -> list[int]:
-        """What identifies a file's bytes without reading them: device, inode, size, mtime, ctime."""
-        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    identity = staticmethod(file_identity)
 
     def remembered(self, file: Path) -> str | None:
         """The remembered sha256 of ``file`` if its identity is unchanged (a stat, no read)."""
@@ -214,20 +211,19 @@ class FileRecord:
         return asdict(self)
 
 
-_RECORDS_READ: dict[str, tuple[int, int, int, FileRecord]] = {}
-"""Manifest records already parsed in this process, by path, with the (inode, size, mtime_ns)
-they were read at. A record file is written once (atomically, by rename); re-reading every
+_RECORDS_READ: dict[str, tuple[list[int], FileRecord]] = {}
+"""Manifest records already parsed in this process, by path, with the file identity
+(``core.paths.file_identity``) they were read at. A record file is written once (atomically, by rename); re-reading every
 record for every file of a run made the per-file cost grow with the lake's history."""
 
 
 def _read_record(entry: os.DirEntry) -> FileRecord:
-    st = entry.stat()
-    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    identity = file_identity(entry.stat())
     known = _RECORDS_READ.get(entry.path)
-    if known is not None and known[:3] == identity:
-        return known[3]
+    if known is not None and known[0] == identity:
+        return known[1]
     rec = FileRecord(**json.loads(Path(entry.path).read_text(encoding="utf-8")))
-    _RECORDS_READ[entry.path] = (*identity, rec)
+    _RECORDS_READ[entry.path] = (identity, rec)
     return rec
 
 

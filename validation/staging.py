@@ -90,6 +90,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from creditflow.core.paths import file_identity
 from creditflow.core.schema import (
     FILE_SHA256,
     LINE_NUMBER,
@@ -229,7 +230,7 @@ def values_are_trimmed(path: Path) -> bool:
     Decided from the bytes: no ``"`` (a line break is then always a record
     separator), no space, tab, CR, VT or FF, and no byte >= 0x80. False for Parquet
     files and for anything else. One memchr-speed pass per byte value, shared with
-    the reader's quote check (cached per path, size and mtime).
+    the reader's quote check (cached per path and file identity).
     """
     facts = _csv_byte_facts(path)
     return facts is not None and not facts.has_quote and not facts.has_blank
@@ -278,12 +279,12 @@ def _csv_byte_facts(path: Path) -> _ByteFacts | None:
 def _byte_facts(path: Path) -> _ByteFacts:
     """One vectorised pass over the bytes (cached per path and the file's identity: inode,
     size, mtime and ctime, so a rewritten file is read again)."""
-    st = path.stat()
-    return _byte_facts_cached(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return _byte_facts_cached(str(path.resolve()), tuple(file_identity(path.stat())))
 
 
 @functools.lru_cache(maxsize=16)
-def _byte_facts_cached(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> _ByteFacts:
+def _byte_facts_cached(path: str, identity: tuple[int, ...]) -> _ByteFacts:
+    size = identity[2]
     if size == 0:
         return _ByteFacts(False, False, False, 0, 0, False, 0, False)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
